@@ -1,0 +1,63 @@
+// Encode for few tokens (GEMV): pre[t][row] = sae_in[t] · W_enc[row] + b_enc[row].
+// One workgroup per feature row: WG threads stride over the row's 8-weight groups (coalesced
+// 16-byte loads), each thread keeps four token accumulators in one vec4 so a weight is read once
+// for up to four tokens, then the workgroup sums. T = 1 streaming reads every weight exactly
+// once: the kernel is bound by memory bandwidth (performance.md).
+// Needs: a weights_*.wgsl (load_w8) and a reduce_*.wgsl (workgroup_sum4) prepended.
+
+override WG: u32 = 64u;
+// 0: write pre-activations as they are (top-k and ReLU select later);
+// 1: JumpReLU, write pre · (pre > threshold) so zeros drop out at compaction.
+override ACT: u32 = 0u;
+
+struct Params {
+  groups_per_row: u32, // dInPad / 8
+  row_start: u32,      // global feature index of this shard's first row
+  rows: u32,           // rows in this shard
+  d_sae: u32,
+  tokens: u32,
+  grid_x: u32,         // workgroups along x; the grid is 2-D when rows > 65535
+  _pad0: u32,
+  _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(2) var<storage, read> X: array<vec4<f32>>;        // sae_in [T][dInPad]
+@group(0) @binding(3) var<storage, read> b_enc: array<f32>;          // [dSae]
+@group(0) @binding(4) var<storage, read> threshold: array<f32>;      // [dSae] (JumpReLU) or unused
+@group(0) @binding(5) var<storage, read_write> pre: array<f32>;      // [T][dSae]
+
+fn activation(v: f32, row: u32) -> f32 {
+  if (ACT == 1u) {
+    return select(0.0, v, v > threshold[row]);
+  }
+  return v;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let local_row = wg.y * P.grid_x + wg.x;
+  if (local_row >= P.rows) {
+    return; // uniform: the whole workgroup leaves together
+  }
+  let row = P.row_start + local_row;
+  let gpr = P.groups_per_row;
+  for (var t0 = 0u; t0 < P.tokens; t0 += 4u) {
+    var acc = vec4<f32>(0.0);
+    for (var g = lid; g < gpr; g += WG) {
+      let w = load_w8(local_row, g, gpr);
+      for (var j = 0u; j < 4u; j++) {
+        let t = t0 + j;
+        if (t < P.tokens) {
+          let xi = (t * gpr + g) * 2u;
+          acc[j] += dot(w.lo, X[xi]) + dot(w.hi, X[xi + 1u]);
+        }
+      }
+    }
+    let total = workgroup_sum4(acc, lid);
+    if (lid < 4u && t0 + lid < P.tokens) {
+      let t = t0 + lid;
+      pre[t * P.d_sae + row] = activation(total[lid] + b_enc[row], row);
+    }
+  }
+}

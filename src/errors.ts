@@ -1,0 +1,52 @@
+/**
+ * Named errors. Every message says what was expected, what was found, and what to do — a reader
+ * staring at a console should not need the source to recover.
+ */
+
+/** Base class of every error Loupe throws on purpose. */
+export class LoupeError extends Error {
+  override name = 'LoupeError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** An SAE description is inconsistent or asks for something unsupported (k > dSae, unknown architecture ...). */
+export class SaeConfigError extends LoupeError {
+  override name = 'SaeConfigError';
+}
+
+/** A tensor, input vector or buffer has the wrong shape, length or dtype. */
+export class ShapeMismatchError extends LoupeError {
+  override name = 'ShapeMismatchError';
+}
+
+/** A request that is well-formed but outside what this build supports (e.g. k > 256 on the GPU top-k path). */
+export class UnsupportedError extends LoupeError {
+  override name = 'UnsupportedError';
+}
+
+/** No usable WebGPU adapter or device, or the device was lost. */
+export class GpuUnavailableError extends LoupeError {
+  override name = 'GpuUnavailableError';
+}
+
+/** The GPU device was lost while Loupe was using it; results already returned stay valid. */
+export class GpuDeviceLostError extends LoupeError {
+  override name = 'GpuDeviceLostError';
+}
+
+/** A WebGPU validation or out-of-memory error surfaced from Loupe's own commands (a Loupe bug or an exhausted device). */
+export class GpuValidationError extends LoupeError {
+  override name = 'GpuValidationError';
+}
+
+/** A method was called on an `Sae` after `destroy()`. */
+export class DestroyedError extends LoupeError {
+  override name = 'DestroyedError';
+}
+
+/** A safetensors file is truncated, hostile or malformed. */
+export class SafetensorsError extends LoupeError {
+  override name = 'SafetensorsError';
+}

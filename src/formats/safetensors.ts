@@ -1,0 +1,124 @@
+/**
+ * safetensors reader: 8-byte little-endian header length N, N bytes of JSON
+ * {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}}, then the data.
+ * The file is untrusted: the header length is capped, every entry is checked (known dtype,
+ * integer shape, offsets inside the data and consistent with shape × dtype size, no overlaps),
+ * and tensors are zero-copy views where alignment allows.
+ */
+import { SafetensorsError } from '../errors.js';
+
+export type SafetensorsDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
+
+const DTYPE_SIZE: Record<SafetensorsDtype, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
+
+/** Headers above this are refused (real ones are a few KB to a few MB even for sharded LLMs). */
+export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+
+export type TensorData = Float64Array | Float32Array | Uint16Array | BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array;
+
+export interface SafetensorsTensor {
+  readonly dtype: SafetensorsDtype;
+  readonly shape: readonly number[];
+  /** F16/BF16 as raw Uint16 bits; BOOL as Uint8. */
+  readonly data: TensorData;
+}
+
+export interface SafetensorsFile {
+  readonly tensors: Record<string, SafetensorsTensor>;
+  readonly metadata: Record<string, string>;
+}
+
+function view(dtype: SafetensorsDtype, buf: ArrayBuffer, offset: number, bytes: number): TensorData {
+  const n = bytes / DTYPE_SIZE[dtype];
+  const aligned = offset % DTYPE_SIZE[dtype] === 0;
+  // Unaligned data (legal in the format) is copied once so typed arrays can view it.
+  const src = aligned ? buf : buf.slice(offset, offset + bytes);
+  const o = aligned ? offset : 0;
+  switch (dtype) {
+    case 'F64': return new Float64Array(src, o, n);
+    case 'F32': return new Float32Array(src, o, n);
+    case 'F16':
+    case 'BF16': return new Uint16Array(src, o, n);
+    case 'I64': return new BigInt64Array(src, o, n);
+    case 'I32': return new Int32Array(src, o, n);
+    case 'I16': return new Int16Array(src, o, n);
+    case 'I8': return new Int8Array(src, o, n);
+    case 'U8':
+    case 'BOOL': return new Uint8Array(src, o, n);
+  }
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Parses a whole safetensors file held in memory. Throws `SafetensorsError` on any inconsistency. */
+export function readSafetensors(bytes: ArrayBuffer | Uint8Array): SafetensorsFile {
+  const u8 = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+  // Work on an ArrayBuffer that starts at the file's first byte so offsets are file offsets.
+  const buf = u8.byteOffset === 0 && u8.byteLength === u8.buffer.byteLength ? (u8.buffer as ArrayBuffer) : u8.slice().buffer;
+  if (buf.byteLength < 8) {
+    throw new SafetensorsError(`A safetensors file starts with an 8-byte header length; this one has only ${buf.byteLength} bytes. The file is truncated.`);
+  }
+  const headerLen = new DataView(buf).getBigUint64(0, true);
+  if (headerLen > BigInt(Math.min(MAX_HEADER_BYTES, buf.byteLength - 8))) {
+    throw new SafetensorsError(
+      `The header claims ${headerLen} bytes, but the file has ${buf.byteLength - 8} bytes after the length field (cap ${MAX_HEADER_BYTES}). The file is truncated or not safetensors.`,
+    );
+  }
+  const n = Number(headerLen);
+  let header: unknown;
+  try {
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(new Uint8Array(buf, 8, n)));
+  } catch (cause) {
+    throw new SafetensorsError(`The safetensors header is not valid UTF-8 JSON (${String(cause)}).`, { cause });
+  }
+  if (!isRecord(header)) throw new SafetensorsError('The safetensors header must be a JSON object of tensor entries.');
+  const dataStart = 8 + n;
+  const dataLen = buf.byteLength - dataStart;
+  const tensors: Record<string, SafetensorsTensor> = {};
+  let metadata: Record<string, string> = {};
+  const ranges: Array<[number, number, string]> = [];
+  for (const [name, entry] of Object.entries(header)) {
+    if (name === '__metadata__') {
+      if (!isRecord(entry) || !Object.values(entry).every((v) => typeof v === 'string')) {
+        throw new SafetensorsError('__metadata__ must be an object of string values.');
+      }
+      metadata = entry as Record<string, string>;
+      continue;
+    }
+    if (!isRecord(entry)) throw new SafetensorsError(`Tensor "${name}": entry must be an object with dtype, shape, data_offsets.`);
+    const { dtype, shape, data_offsets: offsets } = entry;
+    if (typeof dtype !== 'string' || !(dtype in DTYPE_SIZE)) {
+      throw new SafetensorsError(`Tensor "${name}": dtype ${JSON.stringify(dtype)} is not supported. Should be one of: ${Object.keys(DTYPE_SIZE).join(', ')}.`);
+    }
+    if (!Array.isArray(shape) || !shape.every((d): d is number => Number.isSafeInteger(d) && (d as number) >= 0)) {
+      throw new SafetensorsError(`Tensor "${name}": shape must be an array of non-negative integers, got ${JSON.stringify(shape)}.`);
+    }
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o): o is number => Number.isSafeInteger(o) && (o as number) >= 0)) {
+      throw new SafetensorsError(`Tensor "${name}": data_offsets must be [begin, end] integers, got ${JSON.stringify(offsets)}.`);
+    }
+    const [begin, end] = offsets as [number, number];
+    const dt = dtype as SafetensorsDtype;
+    const count = shape.reduce((a: number, b: number) => a * b, 1);
+    if (end < begin || end > dataLen) {
+      throw new SafetensorsError(`Tensor "${name}": data_offsets [${begin}, ${end}] lie outside the ${dataLen}-byte data section. The file is truncated or corrupt.`);
+    }
+    if (end - begin !== count * DTYPE_SIZE[dt]) {
+      throw new SafetensorsError(
+        `Tensor "${name}": shape [${shape.join(', ')}] × ${dt} needs ${count * DTYPE_SIZE[dt]} bytes, but data_offsets span ${end - begin}.`,
+      );
+    }
+    ranges.push([begin, end, name]);
+    tensors[name] = { dtype: dt, shape: shape as number[], data: view(dt, buf, dataStart + begin, end - begin) };
+  }
+  ranges.sort((a, b) => a[0] - b[0]);
+  for (let i = 1; i < ranges.length; i++) {
+    const prev = ranges[i - 1];
+    const cur = ranges[i];
+    if (prev !== undefined && cur !== undefined && cur[0] < prev[1]) {
+      throw new SafetensorsError(`Tensors "${prev[2]}" and "${cur[2]}" overlap in the data section; the file is corrupt.`);
+    }
+  }
+  return { tensors, metadata };
+}

@@ -1,0 +1,58 @@
+/**
+ * WGSL sources, imported as text, and their composition. A kernel file uses helper functions
+ * (`load_w8`, `workgroup_sum4`) whose body depends on the weight dtype and on the optional
+ * features; the matching lib/ file is prepended, with the `enable` directives first. Shapes and
+ * workgroup sizes come in through `override` constants at pipeline creation.
+ */
+import type { WeightDtype } from '../sae/dtype.js';
+import weightsF32 from '../../shaders/lib/weights_f32.wgsl?raw';
+import weightsBf16 from '../../shaders/lib/weights_bf16.wgsl?raw';
+import weightsF16 from '../../shaders/lib/weights_f16.wgsl?raw';
+import weightsF16Packed from '../../shaders/lib/weights_f16_packed.wgsl?raw';
+import reduceShared from '../../shaders/lib/reduce_shared.wgsl?raw';
+import reduceSubgroup from '../../shaders/lib/reduce_subgroup.wgsl?raw';
+import encodeGemv from '../../shaders/encode_gemv.wgsl?raw';
+import encodeGemm from '../../shaders/encode_gemm.wgsl?raw';
+import prepareInput from '../../shaders/prepare_input.wgsl?raw';
+import topkSelect from '../../shaders/topk_select.wgsl?raw';
+import decodeSparse from '../../shaders/decode_sparse.wgsl?raw';
+import reconstructionMetrics from '../../shaders/reconstruction_metrics.wgsl?raw';
+import copyBandwidth from '../../shaders/copy_bandwidth.wgsl?raw';
+
+export const KERNELS = {
+  encodeGemv,
+  encodeGemm,
+  prepareInput,
+  topkSelect,
+  decodeSparse,
+  reconstructionMetrics,
+  copyBandwidth,
+} as const;
+
+export type KernelName = keyof typeof KERNELS;
+
+/** Which optional features a composed module may use. */
+export interface ShaderFeatures {
+  readonly f16: boolean;
+  readonly subgroups: boolean;
+}
+
+/** The `load_w8` implementation for a weight dtype (native f16 only with shader-f16). */
+export function weightAccess(dtype: WeightDtype, features: ShaderFeatures): string {
+  if (dtype === 'f32') return weightsF32;
+  if (dtype === 'bf16') return weightsBf16;
+  return features.f16 ? weightsF16 : weightsF16Packed;
+}
+
+/** The `workgroup_sum4` implementation. */
+export function reduction(features: ShaderFeatures): string {
+  return features.subgroups ? reduceSubgroup : reduceShared;
+}
+
+/** Joins enable directives, helper libs and the kernel into one module. */
+export function composeShader(kernel: KernelName, libs: readonly string[], enables: { f16?: boolean; subgroups?: boolean } = {}): string {
+  const head: string[] = [];
+  if (enables.f16 === true) head.push('enable f16;');
+  if (enables.subgroups === true) head.push('enable subgroups;');
+  return [...head, ...libs, KERNELS[kernel]].join('\n');
+}

@@ -1,0 +1,22 @@
+/**
+ * sae-loupe: sparse autoencoders on WebGPU, with a CPU reference behind the same API.
+ */
+export { Sae, createSae, type SaeOptions, type EncodeOptions, type BackendChoice } from './runtime/sae.js';
+export type { SaeInput, Reconstruction } from './runtime/backend.js';
+export { TOPK_MAX_K } from './runtime/gpu-backend.js';
+export {
+  resolveSaeConfig,
+  ARCHITECTURES,
+  type SaeConfig,
+  type SaeConfigInput,
+  type SaeArchitecture,
+  type ActivationOrder,
+  type InputNorm,
+} from './sae/config.js';
+export { type SparseCodes, tokenCodes } from './sae/codes.js';
+export type { SaeWeights, WeightMatrix } from './sae/weights.js';
+export { type WeightDtype, bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from './sae/dtype.js';
+export { referenceEncode, decodeCodes, reconstructionMetrics, type ReconstructionMetrics } from './sae/reference/index.js';
+export { GpuContext, type GpuContextOptions, type GpuCapabilities, type LimitsMode } from './gpu/device.js';
+export { readSafetensors, type SafetensorsFile, type SafetensorsTensor, type SafetensorsDtype } from './formats/safetensors.js';
+export * from './errors.js';

@@ -1,0 +1,541 @@
+/**
+ * `backend: 'webgpu'`: the WGSL kernels behind the `Sae` API. One encode is one command buffer
+ * — prepare_input → encode (GEMV or GEMM, per weight shard) → select — and one readback. Calls
+ * are serialised (they share scratch buffers), every submission runs inside validation and
+ * out-of-memory error scopes, and a lost device turns into `GpuDeviceLostError`.
+ */
+import { GpuDeviceLostError, GpuValidationError, ShapeMismatchError, UnsupportedError } from '../errors.js';
+import type { SaeConfig } from '../sae/config.js';
+import type { SparseCodes } from '../sae/codes.js';
+import { activate } from '../sae/reference/activation.js';
+import { decoderOf, type SaeWeights } from '../sae/weights.js';
+import type { GpuContext } from '../gpu/device.js';
+import { EncodeKernel } from '../gpu/kernels/encode.js';
+import { decodeSparseKernel, metricsKernel, prepareInputKernel, topkSelectKernel, type Kernel } from '../gpu/kernels/simple.js';
+import { bindGroup, BufferPool, GrowableBuffer, roundUp } from '../gpu/resources.js';
+import { uploadSharded, type ShardedMatrix } from '../gpu/sharded-weights.js';
+import type { Reconstruction, SaeBackend, SaeInput } from './backend.js';
+
+/** Largest k the fused per-token selection handles (its sort network has 256 slots). */
+export const TOPK_MAX_K = 256;
+
+export interface GpuBackendOptions {
+  /** Cap on one weight shard, in bytes (default: the device's binding and buffer limits). */
+  readonly maxShardBytes?: number;
+  /** Largest T encoded with the GEMV kernel; more tokens use the tiled GEMM. */
+  readonly gemvMaxTokens?: number;
+  /** GEMV threads per feature row. */
+  readonly gemvWorkgroupSize?: number;
+}
+
+interface Scratch {
+  x: GrowableBuffer;
+  saeIn: GrowableBuffer;
+  transform: GrowableBuffer;
+  pre: GrowableBuffer;
+  topIndices: GrowableBuffer;
+  topActs: GrowableBuffer;
+  counts: GrowableBuffer;
+  offsets: GrowableBuffer;
+  codeIndices: GrowableBuffer;
+  codeValues: GrowableBuffer;
+  xHat: GrowableBuffer;
+  metrics: GrowableBuffer;
+}
+
+export class GpuBackend implements SaeBackend {
+  readonly kind = 'webgpu';
+  readonly encoder: ShardedMatrix;
+  readonly decoder: ShardedMatrix;
+  readonly #ctx: GpuContext;
+  readonly #config: SaeConfig;
+  readonly #pool: BufferPool;
+  readonly #bEnc: GPUBuffer;
+  readonly #bDec: GPUBuffer;
+  readonly #threshold: GPUBuffer;
+  readonly #thresholdValues: Float32Array | undefined;
+  readonly #scratch: Scratch;
+  readonly #gemv: EncodeKernel;
+  readonly #gemm: EncodeKernel;
+  readonly #prepare: Kernel;
+  readonly #select: Kernel;
+  readonly #decode: Kernel;
+  readonly #metrics: Kernel;
+  readonly #gemvMaxTokens: number;
+  /** Tokens one submission can hold (pre-activations and inputs must each fit one binding). */
+  readonly maxTokensPerPass: number;
+  #chain: Promise<unknown> = Promise.resolve();
+  #destroyed = false;
+
+  constructor(ctx: GpuContext, config: SaeConfig, weights: SaeWeights, options: GpuBackendOptions = {}) {
+    this.#ctx = ctx;
+    this.#config = config;
+    this.#thresholdValues = weights.threshold;
+    const { device, capabilities: caps } = ctx;
+    const pool = new BufferPool(device);
+    this.#pool = pool;
+    const limit = Math.min(caps.maxStorageBufferBindingSize, caps.maxBufferSize);
+    const maxShard = Math.min(options.maxShardBytes ?? limit, limit);
+    try {
+      this.encoder = uploadSharded(device, pool, 'loupe W_enc', weights.W_enc, config.dSae, config.dIn, maxShard);
+      this.decoder = config.tied
+        ? this.encoder
+        : uploadSharded(device, pool, 'loupe W_dec', decoderOf(config, weights), config.dSae, config.dIn, maxShard);
+      this.#bEnc = this.#upload('loupe b_enc', weights.b_enc);
+      this.#bDec = this.#upload('loupe b_dec', weights.b_dec);
+      this.#threshold = this.#upload('loupe threshold', weights.threshold ?? new Float32Array(1));
+    } catch (err) {
+      pool.destroyAll();
+      throw err;
+    }
+    const rowBytes = Math.max(this.encoder.dInPad * 4, config.dSae * 4);
+    this.maxTokensPerPass = Math.max(1, Math.floor(limit / rowBytes));
+    const jumprelu = config.architecture === 'jumprelu';
+    this.#gemvMaxTokens = options.gemvMaxTokens ?? 8;
+    this.#gemv = new EncodeKernel(ctx, this.encoder, {
+      variant: 'gemv',
+      jumprelu,
+      ...(options.gemvWorkgroupSize !== undefined ? { workgroupSize: options.gemvWorkgroupSize } : {}),
+    });
+    this.#gemm = new EncodeKernel(ctx, this.encoder, { variant: 'gemm', jumprelu });
+    this.#prepare = prepareInputKernel(ctx, config.inputNorm, config.applyBDecToInput);
+    this.#select = topkSelectKernel(ctx);
+    this.#decode = decodeSparseKernel(ctx, this.decoder.dtype);
+    this.#metrics = metricsKernel(ctx);
+    const storage = (p: BufferPool, label: string, size: number): GPUBuffer => p.storage(label, size);
+    const g = (label: string): GrowableBuffer => new GrowableBuffer(pool, `loupe ${label}`, storage);
+    this.#scratch = {
+      x: g('x'),
+      saeIn: g('sae_in'),
+      transform: g('transform'),
+      pre: g('pre_acts'),
+      topIndices: g('top_indices'),
+      topActs: g('top_acts'),
+      counts: g('counts'),
+      offsets: g('code offsets'),
+      codeIndices: g('code indices'),
+      codeValues: g('code values'),
+      xHat: g('x_hat'),
+      metrics: g('metrics'),
+    };
+  }
+
+  #upload(label: string, data: Float32Array): GPUBuffer {
+    const buffer = this.#pool.storage(label, data.byteLength);
+    this.#ctx.device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+    return buffer;
+  }
+
+  /** Runs calls one at a time: they share scratch buffers. */
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#chain.then(fn, fn);
+    this.#chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Submits inside error scopes; a validation or OOM error becomes a named error. */
+  async #submit(encoder: GPUCommandEncoder, what: string): Promise<void> {
+    const { device } = this.#ctx;
+    this.#ctx.assertAlive();
+    device.queue.submit([encoder.finish()]);
+    const oom = await device.popErrorScope();
+    const validation = await device.popErrorScope();
+    const err = validation ?? oom;
+    if (err !== null) {
+      throw new GpuValidationError(`WebGPU rejected Loupe's ${what}: ${err.message}. This is a Loupe bug or an exhausted device; please report it with the SAE's shape.`);
+    }
+  }
+
+  #scopes(): void {
+    this.#ctx.device.pushErrorScope('validation');
+    this.#ctx.device.pushErrorScope('out-of-memory');
+  }
+
+  async #read(buffers: ReadonlyArray<{ src: GPUBuffer; bytes: number }>, what: string): Promise<ArrayBuffer[]> {
+    const { device } = this.#ctx;
+    const total = buffers.reduce((n, b) => n + roundUp(b.bytes, 16), 0);
+    const staging = this.#pool.readback(`loupe ${what} readback`, total);
+    try {
+      this.#scopes();
+      const enc = device.createCommandEncoder({ label: `loupe ${what} readback` });
+      let offset = 0;
+      for (const b of buffers) {
+        if (b.bytes > 0) enc.copyBufferToBuffer(b.src, 0, staging, offset, roundUp(b.bytes, 4));
+        offset += roundUp(b.bytes, 16);
+      }
+      await this.#submit(enc, `${what} readback`);
+      try {
+        await staging.mapAsync(GPUMapMode.READ);
+      } catch (cause) {
+        throw new GpuDeviceLostError(
+          `Reading ${what} back from the GPU failed (${this.#ctx.lostReason ?? String(cause)}). Results returned before stay valid; create a new Sae to continue.`,
+          { cause },
+        );
+      }
+      const mapped = staging.getMappedRange();
+      const out: ArrayBuffer[] = [];
+      offset = 0;
+      for (const b of buffers) {
+        out.push(mapped.slice(offset, offset + b.bytes));
+        offset += roundUp(b.bytes, 16);
+      }
+      staging.unmap();
+      return out;
+    } finally {
+      this.#pool.release(staging);
+    }
+  }
+
+  #checkInput(x: SaeInput, tokens: number): void {
+    const need = tokens * this.#config.dIn;
+    if (x instanceof Float32Array) {
+      if (x.length !== need) {
+        throw new ShapeMismatchError(
+          `encode expected tokens × dIn = ${tokens} × ${this.#config.dIn} = ${need} floats, got ${x.length}. Pass { tokens } matching the data, or reshape the input.`,
+        );
+      }
+      return;
+    }
+    if ((x.usage & GPUBufferUsage.STORAGE) === 0) {
+      throw new ShapeMismatchError('A GPUBuffer input must have STORAGE usage so the kernels can bind it.');
+    }
+    if (x.size < need * 4) {
+      throw new ShapeMismatchError(`The input GPUBuffer holds ${x.size} bytes; tokens × dIn f32 needs ${need * 4}.`);
+    }
+  }
+
+  /** Records prepare_input and encode for `tokens` tokens of `x`; returns the pre buffer. */
+  #recordEncode(enc: GPUCommandEncoder, x: GPUBuffer, xOffsetBytes: number, tokens: number): { pre: GPUBuffer; transform: GPUBuffer } {
+    const { device } = this.#ctx;
+    const cfg = this.#config;
+    const s = this.#scratch;
+    const dInPad = this.encoder.dInPad;
+    const saeIn = s.saeIn.ensure(tokens * dInPad * 4).buffer;
+    const transform = s.transform.ensure(tokens * 16).buffer;
+    const pre = s.pre.ensure(tokens * cfg.dSae * 4).buffer;
+    const prepParams = this.#uniform('prepare params', new Uint32Array([cfg.dIn, dInPad, tokens, 0]), (view) => {
+      new Float32Array(view.buffer)[3] = cfg.inputScale;
+    });
+    const xBinding: GPUBufferBinding = { buffer: x, offset: xOffsetBytes, size: tokens * cfg.dIn * 4 };
+    const prepGroup = device.createBindGroup({
+      label: 'loupe prepare_input',
+      layout: this.#prepare.layout,
+      entries: [
+        { binding: 0, resource: { buffer: prepParams } },
+        { binding: 1, resource: xBinding },
+        { binding: 2, resource: { buffer: this.#bDec } },
+        { binding: 3, resource: { buffer: saeIn } },
+        { binding: 4, resource: { buffer: transform } },
+      ],
+    });
+    const kernel = tokens <= this.#gemvMaxTokens ? this.#gemv : this.#gemm;
+    const groups = this.encoder.shards.map((shard, i) => {
+      const params = this.#uniform(`encode params shard ${i}`, kernel.params(this.encoder, i, cfg.dSae, tokens));
+      return bindGroup(device, `loupe encode shard ${i}`, kernel.layout, [params, shard.buffer, saeIn, this.#bEnc, this.#threshold, pre]);
+    });
+    const pass = enc.beginComputePass({ label: 'loupe encode' });
+    pass.setPipeline(this.#prepare.pipeline);
+    pass.setBindGroup(0, prepGroup);
+    pass.dispatchWorkgroups(tokens);
+    this.encoder.shards.forEach((shard, i) => {
+      const group = groups[i];
+      if (group !== undefined) kernel.record(pass, group, shard.rows, tokens);
+    });
+    pass.end();
+    return { pre, transform };
+  }
+
+  /** A small uniform buffer, freed once the current call's work is submitted. */
+  #uniform(label: string, data: Uint32Array, patch?: (view: Uint32Array) => void): GPUBuffer {
+    patch?.(data);
+    const buffer = this.#pool.uniform(`loupe ${label}`, data.byteLength);
+    this.#ctx.device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+    this.#transient.push(buffer);
+    return buffer;
+  }
+
+  #transient: GPUBuffer[] = [];
+  #releaseTransient(): void {
+    for (const b of this.#transient) this.#pool.release(b);
+    this.#transient = [];
+  }
+
+  #usesFusedTopk(tokens: number): boolean {
+    const cfg = this.#config;
+    const k = cfg.k ?? 0;
+    return k <= TOPK_MAX_K && (cfg.architecture === 'topk' || (cfg.architecture === 'batchtopk' && tokens === 1));
+  }
+
+  async #encodeChunk(x: SaeInput, xOffsetTokens: number, tokens: number): Promise<SparseCodes> {
+    const { device } = this.#ctx;
+    const cfg = this.#config;
+    const s = this.#scratch;
+    let xBuf: GPUBuffer;
+    let xOffset = 0;
+    if (x instanceof Float32Array) {
+      xBuf = s.x.ensure(tokens * cfg.dIn * 4).buffer;
+      const view = x.subarray(xOffsetTokens * cfg.dIn, (xOffsetTokens + tokens) * cfg.dIn);
+      device.queue.writeBuffer(xBuf, 0, view.buffer, view.byteOffset, view.byteLength);
+    } else {
+      xBuf = x;
+      xOffset = xOffsetTokens * cfg.dIn * 4;
+    }
+    try {
+      this.#scopes();
+      const enc = device.createCommandEncoder({ label: 'loupe encode' });
+      const { pre, transform } = this.#recordEncode(enc, xBuf, xOffset, tokens);
+      if (this.#usesFusedTopk(tokens)) {
+        const k = cfg.k ?? 0;
+        const topIndices = s.topIndices.ensure(tokens * k * 4).buffer;
+        const topActs = s.topActs.ensure(tokens * k * 4).buffer;
+        const counts = s.counts.ensure(tokens * 4).buffer;
+        const params = this.#uniform('topk params', new Uint32Array([cfg.dSae, k, tokens, 0]));
+        const group = bindGroup(device, 'loupe topk_select', this.#select.layout, [params, pre, topIndices, topActs, counts, transform]);
+        const pass = enc.beginComputePass({ label: 'loupe topk_select' });
+        pass.setPipeline(this.#select.pipeline);
+        pass.setBindGroup(0, group);
+        pass.dispatchWorkgroups(tokens);
+        pass.end();
+        await this.#submit(enc, 'encode');
+        const [idx, val, cnt, tr] = await this.#read(
+          [
+            { src: topIndices, bytes: tokens * k * 4 },
+            { src: topActs, bytes: tokens * k * 4 },
+            { src: counts, bytes: tokens * 4 },
+            { src: transform, bytes: tokens * 16 },
+          ],
+          'top-k codes',
+        );
+        return codesFromTopk(cfg, tokens, k, new Uint32Array(idx ?? new ArrayBuffer(0)), new Float32Array(val ?? new ArrayBuffer(0)), new Uint32Array(cnt ?? new ArrayBuffer(0)), new Float32Array(tr ?? new ArrayBuffer(0)));
+      }
+      // Batch top-k over several tokens, ReLU and JumpReLU: pre-activations come back and the
+      // selection runs on the CPU reference (exact, but a dense readback of T × dSae floats).
+      await this.#submit(enc, 'encode');
+      const [preBytes, tr] = await this.#read(
+        [
+          { src: pre, bytes: tokens * cfg.dSae * 4 },
+          { src: transform, bytes: tokens * 16 },
+        ],
+        'pre-activations',
+      );
+      const trf = new Float32Array(tr ?? new ArrayBuffer(0));
+      const { nonFinite, outScale, outShift } = splitTransform(trf, tokens);
+      const codes = activate(cfg, { threshold: this.#thresholdValues }, new Float32Array(preBytes ?? new ArrayBuffer(0)), tokens, nonFinite);
+      return cfg.inputNorm === 'none' ? codes : { ...codes, inputTransform: { outScale, outShift } };
+    } finally {
+      this.#releaseTransient();
+    }
+  }
+
+  encode(x: SaeInput, tokens: number): Promise<SparseCodes> {
+    return this.#serial(async () => {
+      this.#checkAlive();
+      this.#checkInput(x, tokens);
+      const cfg = this.#config;
+      const per = this.maxTokensPerPass;
+      if (tokens <= per) return this.#encodeChunk(x, 0, tokens);
+      if (cfg.architecture === 'batchtopk') {
+        throw new UnsupportedError(
+          `Batch top-k ranks all ${tokens} tokens together, but one pass holds at most ${per} tokens of this SAE on this device; encode in batches of at most ${per} tokens.`,
+        );
+      }
+      const parts: SparseCodes[] = [];
+      for (let t0 = 0; t0 < tokens; t0 += per) parts.push(await this.#encodeChunk(x, t0, Math.min(per, tokens - t0)));
+      return concatCodes(parts);
+    });
+  }
+
+  decode(codes: SparseCodes): Promise<Float32Array> {
+    return this.#serial(async () => {
+      this.#checkAlive();
+      const out = await this.#decodeCodes(codes, undefined);
+      return out.xHat;
+    });
+  }
+
+  reconstruct(x: SaeInput, tokens: number): Promise<Reconstruction> {
+    return this.#serial(async () => {
+      this.#checkAlive();
+      this.#checkInput(x, tokens);
+      if (tokens > this.maxTokensPerPass) {
+        throw new UnsupportedError(`reconstruct handles at most ${this.maxTokensPerPass} tokens per call for this SAE; split the input.`);
+      }
+      const codes = await this.#encodeChunk(x, 0, tokens);
+      const xBuf = x instanceof Float32Array ? this.#scratch.x.ensure(tokens * this.#config.dIn * 4).buffer : x;
+      const { xHat, metrics } = await this.#decodeCodes(codes, xBuf);
+      if (metrics === undefined) throw new GpuValidationError('metrics missing after reconstruct (Loupe bug)');
+      return { codes, xHat, metrics };
+    });
+  }
+
+  /** Uploads codes, decodes shard by shard, optionally computes metrics against `x`. */
+  async #decodeCodes(codes: SparseCodes, x: GPUBuffer | undefined): Promise<{ xHat: Float32Array; metrics?: Reconstruction['metrics'] }> {
+    const { device } = this.#ctx;
+    const cfg = this.#config;
+    const T = codes.tokens;
+    checkCodes(codes, cfg.dSae);
+    if (T === 0) return { xHat: new Float32Array(0), ...(x ? { metrics: { mse: new Float32Array(0), fvu: new Float32Array(0), cosine: new Float32Array(0) } } : {}) };
+    const s = this.#scratch;
+    const nnz = codes.indices.length;
+    const offsets = s.offsets.ensure((T + 1) * 4).buffer;
+    const indices = s.codeIndices.ensure(Math.max(4, nnz * 4)).buffer;
+    const values = s.codeValues.ensure(Math.max(4, nnz * 4)).buffer;
+    const transform = s.transform.ensure(T * 16).buffer;
+    const xHat = s.xHat.ensure(T * cfg.dIn * 4).buffer;
+    const q = device.queue;
+    q.writeBuffer(offsets, 0, codes.offsets.buffer, codes.offsets.byteOffset, codes.offsets.byteLength);
+    if (nnz > 0) {
+      q.writeBuffer(indices, 0, codes.indices.buffer, codes.indices.byteOffset, codes.indices.byteLength);
+      q.writeBuffer(values, 0, codes.values.buffer, codes.values.byteOffset, codes.values.byteLength);
+    }
+    const tr = new Float32Array(T * 4);
+    for (let t = 0; t < T; t++) {
+      tr[t * 4] = codes.inputTransform?.outScale[t] ?? 1 / cfg.inputScale;
+      tr[t * 4 + 1] = codes.inputTransform?.outShift[t] ?? 0;
+    }
+    q.writeBuffer(transform, 0, tr.buffer, 0, tr.byteLength);
+    try {
+      this.#scopes();
+      const enc = device.createCommandEncoder({ label: 'loupe decode' });
+      const pass = enc.beginComputePass({ label: 'loupe decode_sparse' });
+      pass.setPipeline(this.#decode.pipeline);
+      const gpr = this.decoder.dInPad / 8;
+      const n = this.decoder.shards.length;
+      this.decoder.shards.forEach((shard, i) => {
+        const params = this.#uniform(
+          `decode params shard ${i}`,
+          new Uint32Array([gpr, shard.rowStart, shard.rows, cfg.dIn, T, i === 0 ? 1 : 0, i === n - 1 ? 1 : 0, 0]),
+        );
+        pass.setBindGroup(0, bindGroup(device, `loupe decode shard ${i}`, this.#decode.layout, [params, shard.buffer, offsets, indices, values, this.#bDec, transform, xHat]));
+        pass.dispatchWorkgroups(Math.ceil(gpr / 64), T);
+      });
+      let metricsBuf: GPUBuffer | undefined;
+      if (x !== undefined) {
+        metricsBuf = s.metrics.ensure(T * 16).buffer;
+        const params = this.#uniform('metrics params', new Uint32Array([cfg.dIn, T, 0, 0]));
+        pass.setPipeline(this.#metrics.pipeline);
+        pass.setBindGroup(0, bindGroup(device, 'loupe metrics', this.#metrics.layout, [params, x, xHat, metricsBuf]));
+        pass.dispatchWorkgroups(T);
+      }
+      pass.end();
+      await this.#submit(enc, 'decode');
+      const reads = [{ src: xHat, bytes: T * cfg.dIn * 4 }];
+      if (metricsBuf !== undefined) reads.push({ src: metricsBuf, bytes: T * 16 });
+      const [xh, m] = await this.#read(reads, 'x_hat');
+      const out = new Float32Array(xh ?? new ArrayBuffer(0));
+      if (m === undefined) return { xHat: out };
+      const mv = new Float32Array(m);
+      const pick = (c: number): Float32Array => Float32Array.from({ length: T }, (_, t) => mv[t * 4 + c] ?? NaN);
+      const nonFinite = new Set(codes.nonFiniteTokens);
+      const metric = (c: number): Float32Array => pick(c).map((v, t) => (nonFinite.has(t) ? NaN : v));
+      return { xHat: out, metrics: { mse: metric(0), fvu: metric(1), cosine: metric(2) } };
+    } finally {
+      this.#releaseTransient();
+    }
+  }
+
+  #checkAlive(): void {
+    if (this.#destroyed) throw new UnsupportedError('This Sae was destroyed; load it again to use it.');
+    this.#ctx.assertAlive();
+  }
+
+  destroy(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    this.#pool.destroyAll();
+  }
+
+  /** Buffers this backend currently owns (tests check that destroy frees them all). */
+  get ownedBufferCount(): number {
+    return this.#pool.size;
+  }
+}
+
+function splitTransform(tr: Float32Array, tokens: number): { nonFinite: Uint8Array; outScale: Float32Array; outShift: Float32Array } {
+  const nonFinite = new Uint8Array(tokens);
+  const outScale = new Float32Array(tokens);
+  const outShift = new Float32Array(tokens);
+  for (let t = 0; t < tokens; t++) {
+    outScale[t] = tr[t * 4] ?? 1;
+    outShift[t] = tr[t * 4 + 1] ?? 0;
+    nonFinite[t] = (tr[t * 4 + 2] ?? 0) > 0 ? 1 : 0;
+  }
+  return { nonFinite, outScale, outShift };
+}
+
+/** CSR from the fixed-width [T][k] outputs of topk_select (already sorted per token). */
+function codesFromTopk(
+  config: SaeConfig,
+  tokens: number,
+  k: number,
+  idx: Uint32Array,
+  val: Float32Array,
+  counts: Uint32Array,
+  tr: Float32Array,
+): SparseCodes {
+  const offsets = new Uint32Array(tokens + 1);
+  for (let t = 0; t < tokens; t++) offsets[t + 1] = (offsets[t] ?? 0) + Math.min(k, counts[t] ?? 0);
+  const nnz = offsets[tokens] ?? 0;
+  const indices = new Uint32Array(nnz);
+  const values = new Float32Array(nnz);
+  for (let t = 0; t < tokens; t++) {
+    const n = (offsets[t + 1] ?? 0) - (offsets[t] ?? 0);
+    indices.set(idx.subarray(t * k, t * k + n), offsets[t] ?? 0);
+    values.set(val.subarray(t * k, t * k + n), offsets[t] ?? 0);
+  }
+  const { nonFinite, outScale, outShift } = splitTransform(tr, tokens);
+  const nonFiniteTokens = Uint32Array.from([...nonFinite.keys()].filter((t) => nonFinite[t] === 1));
+  const codes: SparseCodes = { tokens, offsets, indices, values, nonFiniteTokens };
+  return config.inputNorm === 'none' ? codes : { ...codes, inputTransform: { outScale, outShift } };
+}
+
+function concatCodes(parts: readonly SparseCodes[]): SparseCodes {
+  const tokens = parts.reduce((n, p) => n + p.tokens, 0);
+  const nnz = parts.reduce((n, p) => n + p.indices.length, 0);
+  const offsets = new Uint32Array(tokens + 1);
+  const indices = new Uint32Array(nnz);
+  const values = new Float32Array(nnz);
+  const nonFinite: number[] = [];
+  const outScale = new Float32Array(tokens);
+  const outShift = new Float32Array(tokens);
+  let hasTransform = false;
+  let t0 = 0;
+  let base = 0;
+  for (const p of parts) {
+    for (let t = 0; t < p.tokens; t++) offsets[t0 + t + 1] = base + (p.offsets[t + 1] ?? 0);
+    indices.set(p.indices, base);
+    values.set(p.values, base);
+    for (const t of p.nonFiniteTokens) nonFinite.push(t0 + t);
+    if (p.inputTransform !== undefined) {
+      hasTransform = true;
+      outScale.set(p.inputTransform.outScale, t0);
+      outShift.set(p.inputTransform.outShift, t0);
+    }
+    t0 += p.tokens;
+    base += p.indices.length;
+  }
+  const codes: SparseCodes = { tokens, offsets, indices, values, nonFiniteTokens: Uint32Array.from(nonFinite) };
+  return hasTransform ? { ...codes, inputTransform: { outScale, outShift } } : codes;
+}
+
+/** Rejects codes that would index outside the decoder (hostile or mismatched input). */
+export function checkCodes(codes: SparseCodes, dSae: number): void {
+  const T = codes.tokens;
+  if (!Number.isInteger(T) || T < 0) throw new ShapeMismatchError(`codes.tokens must be a non-negative integer, got ${String(T)}.`);
+  if (codes.offsets.length !== T + 1) throw new ShapeMismatchError(`codes.offsets must have tokens + 1 = ${T + 1} entries, got ${codes.offsets.length}.`);
+  if (codes.indices.length !== codes.values.length) {
+    throw new ShapeMismatchError(`codes.indices (${codes.indices.length}) and codes.values (${codes.values.length}) must have the same length.`);
+  }
+  let prev = 0;
+  for (let t = 0; t <= T; t++) {
+    const o = codes.offsets[t] ?? 0;
+    if (o < prev || o > codes.indices.length || (t === 0 && o !== 0)) {
+      throw new ShapeMismatchError(`codes.offsets must start at 0, never decrease and end at indices.length (${codes.indices.length}); entry ${t} is ${o}.`);
+    }
+    prev = o;
+  }
+  if (prev !== codes.indices.length) throw new ShapeMismatchError(`codes.offsets ends at ${prev}, but there are ${codes.indices.length} codes.`);
+  for (const i of codes.indices) {
+    if (i >= dSae) throw new ShapeMismatchError(`A code names feature ${i}, but this SAE has dSae = ${dSae} features (0..${dSae - 1}).`);
+  }
+}
