@@ -33,7 +33,8 @@ var<workgroup> ws: array<vec4<f32>, 576>;      // [BN][WS]
 
 fn activation(v: f32, row: u32) -> f32 {
   if (ACT == 1u) {
-    return select(0.0, v, v > threshold[row]);
+    // SAELens JumpReLU: relu(pre) · (pre > threshold)
+    return select(0.0, v, v > threshold[row] && v > 0.0);
   }
   return v;
 }

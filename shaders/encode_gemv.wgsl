@@ -7,7 +7,7 @@
 
 override WG: u32 = 64u;
 // 0: write pre-activations as they are (top-k and ReLU select later);
-// 1: JumpReLU, write pre · (pre > threshold) so zeros drop out at compaction.
+// 1: JumpReLU, write relu(pre) · (pre > threshold) so zeros drop out at compaction.
 override ACT: u32 = 0u;
 
 struct Params {
@@ -29,7 +29,8 @@ struct Params {
 
 fn activation(v: f32, row: u32) -> f32 {
   if (ACT == 1u) {
-    return select(0.0, v, v > threshold[row]);
+    // SAELens JumpReLU: relu(pre) · (pre > threshold)
+    return select(0.0, v, v > threshold[row] && v > 0.0);
   }
   return v;
 }

@@ -53,11 +53,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let bad = sums.z > 0.0;
   var scale = P.input_scale;
   var shift = 0.0;
+  var out_scale = 1.0 / P.input_scale;
+  var out_shift = 0.0;
   if (NORM == 1u) {
     let norm = sqrt(sums.y);
     if (norm > 0.0) {
       scale = P.input_scale * sqrt(n) / norm;
     }
+    out_scale = 1.0 / scale;
   } else if (NORM == 2u) {
     let mean = sums.x / n;
     // Second pass for Σ(s − mean)²: the one-pass Σs² − n·mean² loses digits in f32.
@@ -68,9 +71,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     let ss = workgroup_sum4(dev, lid).x;
     // unbiased std, as torch.std
-    let div = sqrt(ss / max(n - 1.0, 1.0)) + LAYER_NORM_EPS;
+    let sd = sqrt(ss / max(n - 1.0, 1.0));
+    let div = sd + LAYER_NORM_EPS;
     scale = P.input_scale / div;
     shift = -mean / div;
+    // SAELens undoes layer_norm with std, not std + eps (so decode is not an exact inverse)
+    out_scale = sd / P.input_scale;
+    out_shift = mean / P.input_scale;
   }
   let out_base = t * P.d_in_pad;
   for (var i = lid; i < P.d_in_pad; i += WG) {
@@ -84,6 +91,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     sae_in[out_base + i] = v;
   }
   if (lid == 0u) {
-    transform[t] = vec4<f32>(1.0 / scale, -shift / scale, select(0.0, 1.0, bad), 0.0);
+    transform[t] = vec4<f32>(out_scale, out_shift, select(0.0, 1.0, bad), 0.0);
   }
 }

@@ -12,7 +12,7 @@ import type { WeightDtype } from './dtype.js';
  * - `batchtopk`: ReLU, then the k·T largest over the flattened [T, dSae] batch (Goodfire's
  *   BatchTopKTiedSAE) — a token may get more or fewer than k features; for T = 1 it is `topk`;
  * - `relu`: every positive pre-activation (SAELens standard, Goodfire Llama);
- * - `jumprelu`: `pre · (pre > threshold)` with one threshold per feature.
+ * - `jumprelu`: `relu(pre) · (pre > threshold)` with one threshold per feature (SAELens).
  */
 export type SaeArchitecture = 'topk' | 'batchtopk' | 'relu' | 'jumprelu';
 
@@ -29,7 +29,8 @@ export type ActivationOrder = 'relu-then-topk' | 'topk-then-relu';
  * Run-time normalisation of the input, undone on the decoder output (SAELens
  * `normalize_activations`):
  * - `constant-norm-rescale`: x · sqrt(dIn)/‖x‖;
- * - `layer-norm`: (x − mean) / (std + 1e-5), std unbiased, as SAELens' layer_norm mode.
+ * - `layer-norm`: (x − mean) / (std + 1e-5), std unbiased; decode returns y · std + mean
+ *   (without the eps, so it is not an exact inverse — SAELens' layer_norm mode).
  */
 export type InputNorm = 'none' | 'constant-norm-rescale' | 'layer-norm';
 

@@ -106,7 +106,7 @@ function batchTopkCodes(config: SaeConfig, pre: Float32Array, tokens: number, no
   return codesFromLists(lists, finiteListOf(nonFinite));
 }
 
-/** ReLU (every positive pre-activation) or JumpReLU (pre · (pre > threshold)). */
+/** ReLU (every positive pre-activation) or JumpReLU (relu(pre) · (pre > threshold)). */
 function thresholdCodes(
   config: SaeConfig,
   pre: Float32Array,
@@ -123,7 +123,8 @@ function thresholdCodes(
       for (let f = 0; f < dSae; f++) {
         const v = pre[t * dSae + f] ?? NaN;
         const theta = threshold === undefined ? 0 : (threshold[f] ?? 0);
-        if (v > theta && v !== 0) {
+        // JumpReLU as SAELens computes it: relu(pre) · (pre > threshold)
+        if (v > theta && v > 0) {
           indices.push(f);
           values.push(v);
         }

@@ -39,11 +39,14 @@ export function prepareInput(
     }
     let scale = config.inputScale;
     let shift = 0;
+    let undoScale = 1 / config.inputScale;
+    let undoShift = 0;
     if (config.inputNorm === 'constant-norm-rescale') {
       let ss = 0;
       for (let i = 0; i < dIn; i++) ss += (row[i] ?? 0) ** 2;
       const norm = Math.sqrt(ss) * Math.abs(config.inputScale);
       scale = norm > 0 ? (config.inputScale * Math.sqrt(dIn)) / norm : config.inputScale;
+      undoScale = 1 / scale;
     } else if (config.inputNorm === 'layer-norm') {
       let sum = 0;
       for (let i = 0; i < dIn; i++) sum += (row[i] ?? 0) * config.inputScale;
@@ -54,13 +57,16 @@ export function prepareInput(
       const div = std + LAYER_NORM_EPS;
       scale = config.inputScale / div;
       shift = -mean / div;
+      // SAELens undoes layer_norm with std, not std + eps
+      undoScale = std / config.inputScale;
+      undoShift = mean / config.inputScale;
     }
     const sub = config.applyBDecToInput;
     for (let i = 0; i < dIn; i++) {
       saeIn[t * dIn + i] = (row[i] ?? 0) * scale + shift - (sub ? (b_dec[i] ?? 0) : 0);
     }
-    outScale[t] = 1 / scale;
-    outShift[t] = -shift / scale;
+    outScale[t] = undoScale;
+    outShift[t] = undoShift;
   }
   return { saeIn, transform: { outScale, outShift, nonFinite } };
 }

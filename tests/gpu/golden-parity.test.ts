@@ -1,0 +1,54 @@
+/**
+ * Golden parity on the GPU (Dawn + lavapipe): every PyTorch fixture through the WGSL kernels,
+ * with subgroups on and off, and for f16 weights with native shader-f16 and with the packed
+ * (unpack2x16float) path. Codes, reconstruction and metrics against the fixture's expected values.
+ */
+import { describe, expect, test } from 'vitest';
+import { Sae } from '../../src/runtime/sae.js';
+import { compareCodes, worstRatio } from '../helpers/compare.js';
+import { goldenIndex, goldenTolerance, loadGolden, rms } from '../helpers/golden.js';
+import { withGpu } from '../helpers/gpu.js';
+
+type Feature = 'shader-f16' | 'subgroups';
+const variants: Array<{ label: string; features: Feature[] }> = [
+  { label: 'core', features: [] },
+  { label: 'subgroups', features: ['subgroups'] },
+  { label: 'shader-f16+subgroups', features: ['shader-f16', 'subgroups'] },
+];
+
+const cases = goldenIndex().flatMap((c) =>
+  variants
+    .filter((v) => c.weightDtype === 'f16' || !v.features.includes('shader-f16'))
+    .map((v) => ({ ...c, variant: v.label, features: v.features })),
+);
+
+describe('WGSL kernels vs PyTorch golden fixtures (lavapipe)', () => {
+  test.for(cases)('$name [$variant]', async ({ file, features }, ctx) => {
+    const c = loadGolden(file);
+    const tol = goldenTolerance(c);
+    await withGpu(ctx, { features, limits: 'default' }, async ({ device }) => {
+      const sae = await Sae.create(
+        { config: c.config, weights: c.weights },
+        { backend: 'webgpu', device, disableFeatures: (['shader-f16', 'subgroups'] as const).filter((f) => !features.includes(f)) },
+      );
+      try {
+        const { codes, xHat, metrics } = await sae.reconstruct(c.x, { tokens: c.tokens });
+        expect(compareCodes(codes, c.featureActs, c.preActs, c.config.dSae, tol, rms(c.preActs))).toEqual([]);
+        expect(Array.from(codes.nonFiniteTokens)).toEqual([...c.nonFiniteTokens]);
+        for (const t of c.allNegativeTokens) expect(codes.offsets[t + 1], `all-negative token ${t}`).toBe(codes.offsets[t]);
+        const xr = worstRatio(xHat, c.xHat, tol, rms(c.xHat));
+        expect(xr.ratio, `x_hat worst at ${xr.at}`).toBeLessThanOrEqual(1);
+        for (const key of ['mse', 'fvu', 'cosine'] as const) {
+          const r =
+            c.computeDtype === 'bf16'
+              ? worstRatio(metrics[key], c[key], { atol: 5e-2, rtol: 5e-2 }, rms(c[key]))
+              : worstRatio(metrics[key], c[key], { atol: 1e-5, rtol: 2e-3 });
+          expect(r.ratio, `${key} worst at ${r.at}`).toBeLessThanOrEqual(1);
+        }
+        for (const t of c.nonFiniteTokens) expect(Number.isNaN(metrics.mse[t])).toBe(true);
+      } finally {
+        sae.destroy();
+      }
+    });
+  });
+});
