@@ -8,8 +8,12 @@
 // K is computed here in round 0 so the host needs no readback: batch mode keeps k per finite
 // token (k × T'), per-token mode keeps k. Decided early:
 //   flag 1: fewer than K positive keys — keep every positive value (threshold key 0);
-//   flag 2: K = 0 (every token non-finite) — keep nothing (threshold key 0xffffffff).
-// After round 4 the state holds (threshold key, ties needed) for every flag.
+//   flag 2: K = 0 (every token non-finite) — keep nothing (threshold key 0xffffffff);
+//   flag 3: the chosen bin holds exactly the keys still needed, so every key ≥ the bin's
+//           lowest possible key is kept and no tie is partial: the later rounds (each a full
+//           pass over the values) are skipped. With continuous data this is common by round 2.
+// After round 4 the state holds (threshold key, ties needed) for every flag: keep keys above
+// the threshold key, plus the first `ties needed` keys equal to it in flattened index order.
 
 const WG: u32 = 256u;
 
@@ -34,14 +38,14 @@ struct SelectState {
 
 var<workgroup> suffix: array<u32, WG>;
 var<workgroup> finite_tokens: atomic<u32>;
-var<workgroup> chosen: vec2<u32>; // (bin, keys in higher bins); bin 256 = none
+var<workgroup> chosen: vec3<u32>; // (bin, keys in higher bins, keys in the bin); bin 256 = none
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let s = wg.x;
   if (lid == 0u) {
     atomicStore(&finite_tokens, 0u);
-    chosen = vec2<u32>(256u, 0u);
+    chosen = vec3<u32>(256u, 0u, 0u);
   }
   workgroupBarrier();
   let st = state[s];
@@ -81,7 +85,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let above = suffix[lid] - h;
   // Exactly one bin satisfies this when 1 ≤ remaining ≤ total.
   if (st.flag == 0u && remaining > 0u && above < remaining && suffix[lid] >= remaining) {
-    chosen = vec2<u32>(bin, above);
+    chosen = vec3<u32>(bin, above, h);
   }
   workgroupBarrier();
   if (lid == 0u && st.round < 4u) {
@@ -97,6 +101,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let shift = 24u - 8u * st.round;
         next.prefix = st.prefix | (chosen.x << shift);
         next.remaining = remaining - chosen.y;
+        if (chosen.z == next.remaining && st.round < 3u) {
+          // Keys ≥ prefix (lower digits 0) are exactly the K largest: threshold = prefix − 1
+          // (kept: key > threshold). A prefix of 0 (denormal keys) means every positive key.
+          next.flag = 3u;
+          next.prefix = max(next.prefix, 1u) - 1u;
+          next.remaining = 0u;
+        }
       }
     }
     if (next.round == 4u) {

@@ -35,8 +35,11 @@ struct SelectState {
 
 var<workgroup> local_hist: array<atomic<u32>, 256>;
 
+// Positive floats (denormals and +Inf included) order like their bit patterns; ≤ 0 and NaN map
+// to 0. A bit test, not `v > 0.0`: GPUs that flush denormals would drop values the CPU keeps.
 fn key_of(v: f32) -> u32 {
-  return select(0u, bitcast<u32>(v), v > 0.0);
+  let u = bitcast<u32>(v);
+  return select(0u, u, u - 1u < 0x7f800000u);
 }
 
 @compute @workgroup_size(WG)
@@ -48,9 +51,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   }
   workgroupBarrier();
   let st = state[s];
-  // flag != 0: the selection is already decided (fewer positives than K, or K = 0).
-  let active = t < P.tokens && st.flag == 0u && st.round < 4u && transform[t].z <= 0.0;
-  if (active) {
+  // flag != 0: the selection is already decided (see select_bin.wgsl): skip the pass.
+  let counting = t < P.tokens && st.flag == 0u && st.round < 4u && transform[t].z <= 0.0;
+  if (counting) {
     let shift = 24u - 8u * st.round;
     // Digits above the current one must equal the prefix; in round 0 nothing is fixed yet
     // (mask 0). Written as a right shift so no shift amount reaches 32.

@@ -25,7 +25,14 @@ export interface GpuContextOptions {
 export interface GpuCapabilities {
   readonly f16: boolean;
   readonly subgroups: boolean;
+  /** Smallest subgroup size the adapter may use (4 when unknown). */
+  readonly subgroupMinSize: number;
   readonly timestamps: boolean;
+  /**
+   * A software adapter that runs shaders on the CPU (Mesa lavapipe/llvmpipe, SwiftShader):
+   * invocations are SIMD lanes there, which favours different kernels (see encode_rows.wgsl).
+   */
+  readonly cpuAdapter: boolean;
   readonly maxStorageBufferBindingSize: number;
   readonly maxBufferSize: number;
   readonly maxWorkgroupSize: number;
@@ -42,7 +49,13 @@ export class GpuContext {
   readonly owned: boolean;
   #lostReason: string | undefined;
 
-  private constructor(device: GPUDevice, owned: boolean, adapterDescription: string, disable: ReadonlySet<string>) {
+  private constructor(
+    device: GPUDevice,
+    owned: boolean,
+    adapterDescription: string,
+    disable: ReadonlySet<string>,
+    info: GPUAdapterInfo | undefined,
+  ) {
     this.device = device;
     this.owned = owned;
     this.adapterDescription = adapterDescription;
@@ -50,7 +63,9 @@ export class GpuContext {
     this.capabilities = Object.freeze({
       f16: device.features.has('shader-f16') && !disable.has('shader-f16'),
       subgroups: device.features.has('subgroups') && !disable.has('subgroups'),
+      subgroupMinSize: (info as (GPUAdapterInfo & { subgroupMinSize?: number }) | undefined)?.subgroupMinSize ?? 4,
       timestamps: device.features.has('timestamp-query') && !disable.has('timestamp-query'),
+      cpuAdapter: isCpuAdapter(info, adapterDescription),
       maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
       maxBufferSize: l.maxBufferSize,
       maxWorkgroupSize: Math.min(l.maxComputeInvocationsPerWorkgroup, l.maxComputeWorkgroupSizeX),
@@ -79,7 +94,7 @@ export class GpuContext {
   static async create(options: GpuContextOptions = {}): Promise<GpuContext> {
     const disable = new Set<string>(options.disableFeatures ?? []);
     if (options.device !== undefined) {
-      return new GpuContext(options.device, false, describeDevice(options.device), disable);
+      return new GpuContext(options.device, false, describeDevice(options.device), disable, adapterInfoOf(options.device));
     }
     const gpu = options.gpu ?? defaultGpu();
     if (gpu === undefined) {
@@ -104,7 +119,7 @@ export class GpuContext {
       requiredLimits['maxStorageBuffersPerShaderStage'] = Math.min(a.maxStorageBuffersPerShaderStage, 10);
     }
     const device = await adapter.requestDevice({ requiredFeatures, requiredLimits, label: 'loupe' });
-    return new GpuContext(device, true, describeAdapter(adapter), disable);
+    return new GpuContext(device, true, describeAdapter(adapter), disable, adapter.info);
   }
 
   /** Destroys the device if Loupe created it; a borrowed device is left alone. */
@@ -124,8 +139,17 @@ function describeAdapter(adapter: GPUAdapter): string {
   return parts.length > 0 ? parts.join(' / ') : 'unknown adapter';
 }
 
+function isCpuAdapter(info: GPUAdapterInfo | undefined, description: string): boolean {
+  const fallback = (info as (GPUAdapterInfo & { isFallbackAdapter?: boolean }) | undefined)?.isFallbackAdapter === true;
+  return fallback || /llvmpipe|lavapipe|swiftshader/i.test(description);
+}
+
+function adapterInfoOf(device: GPUDevice): GPUAdapterInfo | undefined {
+  return (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+}
+
 function describeDevice(device: GPUDevice): string {
-  const info = (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+  const info = adapterInfoOf(device);
   if (info === undefined) return 'borrowed device';
   const parts = [info.vendor, info.architecture, info.device, info.description].filter((s) => s !== undefined && s !== '');
   return parts.length > 0 ? parts.join(' / ') : 'borrowed device';

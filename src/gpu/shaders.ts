@@ -12,21 +12,35 @@ import weightsF16Packed from '../../shaders/lib/weights_f16_packed.wgsl?raw';
 import reduceShared from '../../shaders/lib/reduce_shared.wgsl?raw';
 import reduceSubgroup from '../../shaders/lib/reduce_subgroup.wgsl?raw';
 import encodeGemv from '../../shaders/encode_gemv.wgsl?raw';
+import encodeGemvSubgroup from '../../shaders/encode_gemv_subgroup.wgsl?raw';
 import encodeGemm from '../../shaders/encode_gemm.wgsl?raw';
+import encodeRows from '../../shaders/encode_rows.wgsl?raw';
 import prepareInput from '../../shaders/prepare_input.wgsl?raw';
 import topkSelect from '../../shaders/topk_select.wgsl?raw';
 import decodeSparse from '../../shaders/decode_sparse.wgsl?raw';
 import reconstructionMetrics from '../../shaders/reconstruction_metrics.wgsl?raw';
 import copyBandwidth from '../../shaders/copy_bandwidth.wgsl?raw';
+import selectHistogram from '../../shaders/select_histogram.wgsl?raw';
+import selectBin from '../../shaders/select_bin.wgsl?raw';
+import compactCount from '../../shaders/compact_count.wgsl?raw';
+import compactScan from '../../shaders/compact_scan.wgsl?raw';
+import compactWrite from '../../shaders/compact_write.wgsl?raw';
 
 export const KERNELS = {
   encodeGemv,
+  encodeGemvSubgroup,
   encodeGemm,
+  encodeRows,
   prepareInput,
   topkSelect,
   decodeSparse,
   reconstructionMetrics,
   copyBandwidth,
+  selectHistogram,
+  selectBin,
+  compactCount,
+  compactScan,
+  compactWrite,
 } as const;
 
 export type KernelName = keyof typeof KERNELS;
@@ -49,10 +63,23 @@ export function reduction(features: ShaderFeatures): string {
   return features.subgroups ? reduceSubgroup : reduceShared;
 }
 
-/** Joins enable directives, helper libs and the kernel into one module. */
+/**
+ * Joins enable directives, helper libs and the kernel into one module. Directives (`enable`,
+ * `requires`, `diagnostic`) must precede every declaration, so they are hoisted from all parts.
+ */
 export function composeShader(kernel: KernelName, libs: readonly string[], enables: { f16?: boolean; subgroups?: boolean } = {}): string {
   const head: string[] = [];
   if (enables.f16 === true) head.push('enable f16;');
   if (enables.subgroups === true) head.push('enable subgroups;');
-  return [...head, ...libs, KERNELS[kernel]].join('\n');
+  const body: string[] = [];
+  for (const part of [...libs, KERNELS[kernel]]) {
+    for (const line of part.split('\n')) {
+      if (/^(enable|requires|diagnostic)\b.*;\s*$/.test(line)) {
+        if (!head.includes(line.trim())) head.push(line.trim());
+      } else {
+        body.push(line);
+      }
+    }
+  }
+  return [...head, ...body].join('\n');
 }

@@ -7,13 +7,13 @@
 import { GpuDeviceLostError, GpuValidationError, ShapeMismatchError, UnsupportedError } from '../errors.js';
 import type { SaeConfig } from '../sae/config.js';
 import type { SparseCodes } from '../sae/codes.js';
-import { activate } from '../sae/reference/activation.js';
 import { decoderOf, type SaeWeights } from '../sae/weights.js';
 import type { GpuContext } from '../gpu/device.js';
-import { EncodeKernel } from '../gpu/kernels/encode.js';
+import { EncodeKernel, tokenBlockFor } from '../gpu/kernels/encode.js';
 import { decodeSparseKernel, metricsKernel, prepareInputKernel, topkSelectKernel, type Kernel } from '../gpu/kernels/simple.js';
 import { bindGroup, BufferPool, GrowableBuffer, roundUp } from '../gpu/resources.js';
 import { uploadSharded, type ShardedMatrix } from '../gpu/sharded-weights.js';
+import { ThresholdSelect } from '../gpu/kernels/threshold-select.js';
 import type { Reconstruction, SaeBackend, SaeInput } from './backend.js';
 
 /** Largest k the fused per-token selection handles (its sort network has 256 slots). */
@@ -26,6 +26,11 @@ export interface GpuBackendOptions {
   readonly gemvMaxTokens?: number;
   /** GEMV threads per feature row. */
   readonly gemvWorkgroupSize?: number;
+  /**
+   * Encode kernel family: 'gemv' (subgroup or workgroup GEMV, tiled GEMM for many tokens: GPUs),
+   * 'rows' (one row per invocation: CPU adapters), 'auto' (default) picks by adapter.
+   */
+  readonly encodeKernels?: 'auto' | 'gemv' | 'rows';
 }
 
 interface Scratch {
@@ -52,11 +57,17 @@ export class GpuBackend implements SaeBackend {
   readonly #pool: BufferPool;
   readonly #bEnc: GPUBuffer;
   readonly #bDec: GPUBuffer;
-  readonly #threshold: GPUBuffer;
-  readonly #thresholdValues: Float32Array | undefined;
+  readonly #thresholdBuf: GPUBuffer;
+  /** Batch top-k, large-k top-k, ReLU and JumpReLU selection. */
+  readonly #threshold: ThresholdSelect;
   readonly #scratch: Scratch;
-  readonly #gemv: EncodeKernel;
+  readonly #gemv: EncodeKernel | undefined;
+  readonly #gemvSubgroup = new Map<number, EncodeKernel>();
   readonly #gemm: EncodeKernel;
+  readonly #jumprelu: boolean;
+  readonly #gemvWorkgroupSize: number | undefined;
+  readonly #rowsKernels: boolean;
+  readonly #rows = new Map<number, EncodeKernel>();
   readonly #prepare: Kernel;
   readonly #select: Kernel;
   readonly #decode: Kernel;
@@ -70,7 +81,6 @@ export class GpuBackend implements SaeBackend {
   constructor(ctx: GpuContext, config: SaeConfig, weights: SaeWeights, options: GpuBackendOptions = {}) {
     this.#ctx = ctx;
     this.#config = config;
-    this.#thresholdValues = weights.threshold;
     const { device, capabilities: caps } = ctx;
     const pool = new BufferPool(device);
     this.#pool = pool;
@@ -83,7 +93,7 @@ export class GpuBackend implements SaeBackend {
         : uploadSharded(device, pool, 'loupe W_dec', decoderOf(config, weights), config.dSae, config.dIn, maxShard);
       this.#bEnc = this.#upload('loupe b_enc', weights.b_enc);
       this.#bDec = this.#upload('loupe b_dec', weights.b_dec);
-      this.#threshold = this.#upload('loupe threshold', weights.threshold ?? new Float32Array(1));
+      this.#thresholdBuf = this.#upload('loupe threshold', weights.threshold ?? new Float32Array(1));
     } catch (err) {
       pool.destroyAll();
       throw err;
@@ -91,17 +101,24 @@ export class GpuBackend implements SaeBackend {
     const rowBytes = Math.max(this.encoder.dInPad * 4, config.dSae * 4);
     this.maxTokensPerPass = Math.max(1, Math.floor(limit / rowBytes));
     const jumprelu = config.architecture === 'jumprelu';
+    this.#jumprelu = jumprelu;
+    this.#gemvWorkgroupSize = options.gemvWorkgroupSize;
     this.#gemvMaxTokens = options.gemvMaxTokens ?? 8;
-    this.#gemv = new EncodeKernel(ctx, this.encoder, {
-      variant: 'gemv',
-      jumprelu,
-      ...(options.gemvWorkgroupSize !== undefined ? { workgroupSize: options.gemvWorkgroupSize } : {}),
-    });
+    const family = options.encodeKernels ?? 'auto';
+    this.#rowsKernels = family === 'rows' || (family === 'auto' && caps.cpuAdapter);
+    this.#gemv = caps.subgroups
+      ? undefined
+      : new EncodeKernel(ctx, this.encoder, {
+          variant: 'gemv',
+          jumprelu,
+          ...(options.gemvWorkgroupSize !== undefined ? { workgroupSize: options.gemvWorkgroupSize } : {}),
+        });
     this.#gemm = new EncodeKernel(ctx, this.encoder, { variant: 'gemm', jumprelu });
     this.#prepare = prepareInputKernel(ctx, config.inputNorm, config.applyBDecToInput);
     this.#select = topkSelectKernel(ctx);
     this.#decode = decodeSparseKernel(ctx, this.decoder.dtype);
     this.#metrics = metricsKernel(ctx);
+    this.#threshold = new ThresholdSelect(ctx);
     const storage = (p: BufferPool, label: string, size: number): GPUBuffer => p.storage(label, size);
     const g = (label: string): GrowableBuffer => new GrowableBuffer(pool, `loupe ${label}`, storage);
     this.#scratch = {
@@ -210,7 +227,8 @@ export class GpuBackend implements SaeBackend {
     const cfg = this.#config;
     const s = this.#scratch;
     const dInPad = this.encoder.dInPad;
-    const saeIn = s.saeIn.ensure(tokens * dInPad * 4).buffer;
+    // rounded up to 8 rows: the subgroup GEMV reads whole token blocks
+    const saeIn = s.saeIn.ensure(roundUp(tokens, 8) * dInPad * 4).buffer;
     const transform = s.transform.ensure(tokens * 16).buffer;
     const pre = s.pre.ensure(tokens * cfg.dSae * 4).buffer;
     const prepParams = this.#uniform('prepare params', new Uint32Array([cfg.dIn, dInPad, tokens, 0]), (view) => {
@@ -228,10 +246,10 @@ export class GpuBackend implements SaeBackend {
         { binding: 4, resource: { buffer: transform } },
       ],
     });
-    const kernel = tokens <= this.#gemvMaxTokens ? this.#gemv : this.#gemm;
+    const kernel = this.#encodeKernel(tokens);
     const groups = this.encoder.shards.map((shard, i) => {
       const params = this.#uniform(`encode params shard ${i}`, kernel.params(this.encoder, i, cfg.dSae, tokens));
-      return bindGroup(device, `loupe encode shard ${i}`, kernel.layout, [params, shard.buffer, saeIn, this.#bEnc, this.#threshold, pre]);
+      return bindGroup(device, `loupe encode shard ${i}`, kernel.layout, [params, shard.buffer, saeIn, this.#bEnc, this.#thresholdBuf, pre]);
     });
     const pass = enc.beginComputePass({ label: 'loupe encode' });
     pass.setPipeline(this.#prepare.pipeline);
@@ -243,6 +261,33 @@ export class GpuBackend implements SaeBackend {
     });
     pass.end();
     return { pre, transform };
+  }
+
+  /** The encode kernel for T tokens: subgroup GEMV, barrier GEMV, or tiled GEMM. */
+  #encodeKernel(tokens: number): EncodeKernel {
+    if (this.#rowsKernels) {
+      const tb = tokenBlockFor(tokens);
+      let kernel = this.#rows.get(tb);
+      if (kernel === undefined) {
+        kernel = new EncodeKernel(this.#ctx, this.encoder, { variant: 'rows', jumprelu: this.#jumprelu, tokenBlock: tb });
+        this.#rows.set(tb, kernel);
+      }
+      return kernel;
+    }
+    if (tokens > this.#gemvMaxTokens) return this.#gemm;
+    if (this.#gemv !== undefined) return this.#gemv;
+    const tb = tokenBlockFor(tokens);
+    let kernel = this.#gemvSubgroup.get(tb);
+    if (kernel === undefined) {
+      kernel = new EncodeKernel(this.#ctx, this.encoder, {
+        variant: 'gemv-subgroup',
+        jumprelu: this.#jumprelu,
+        tokenBlock: tb,
+        ...(this.#gemvWorkgroupSize !== undefined ? { workgroupSize: this.#gemvWorkgroupSize } : {}),
+      });
+      this.#gemvSubgroup.set(tb, kernel);
+    }
+    return kernel;
   }
 
   /** A small uniform buffer, freed once the current call's work is submitted. */
@@ -308,19 +353,21 @@ export class GpuBackend implements SaeBackend {
         );
         return codesFromTopk(cfg, tokens, k, new Uint32Array(idx ?? new ArrayBuffer(0)), new Float32Array(val ?? new ArrayBuffer(0)), new Uint32Array(cnt ?? new ArrayBuffer(0)), new Float32Array(tr ?? new ArrayBuffer(0)));
       }
-      // Batch top-k over several tokens, ReLU and JumpReLU: pre-activations come back and the
-      // selection runs on the CPU reference (exact, but a dense readback of T × dSae floats).
+      // Batch top-k over several tokens, top-k with k > 256, ReLU and JumpReLU: a radix select
+      // over the whole batch and a compaction, on the GPU (threshold-select.ts); only the codes
+      // and the per-token transform come back.
       await this.#submit(enc, 'encode');
-      const [preBytes, tr] = await this.#read(
-        [
-          { src: pre, bytes: tokens * cfg.dSae * 4 },
-          { src: transform, bytes: tokens * 16 },
-        ],
-        'pre-activations',
-      );
-      const trf = new Float32Array(tr ?? new ArrayBuffer(0));
-      const { nonFinite, outScale, outShift } = splitTransform(trf, tokens);
-      const codes = activate(cfg, { threshold: this.#thresholdValues }, new Float32Array(preBytes ?? new ArrayBuffer(0)), tokens, nonFinite);
+      const mode = cfg.architecture === 'batchtopk' ? 'batchtopk' : cfg.architecture === 'topk' ? 'topk' : 'relu';
+      const selected = await this.#threshold.select({ pre, transform, tokens, dSae: cfg.dSae, mode, ...(cfg.k !== undefined ? { k: cfg.k } : {}) });
+      const [tr] = await this.#read([{ src: transform, bytes: tokens * 16 }], 'input transform');
+      const { nonFinite, outScale, outShift } = splitTransform(new Float32Array(tr ?? new ArrayBuffer(0)), tokens);
+      const codes: SparseCodes = {
+        tokens,
+        offsets: selected.offsets,
+        indices: selected.indices,
+        values: selected.values,
+        nonFiniteTokens: Uint32Array.from([...nonFinite.keys()].filter((t) => nonFinite[t] === 1)),
+      };
       return cfg.inputNorm === 'none' ? codes : { ...codes, inputTransform: { outScale, outShift } };
     } finally {
       this.#releaseTransient();
@@ -434,6 +481,53 @@ export class GpuBackend implements SaeBackend {
     }
   }
 
+  /**
+   * Profiling (benchmarks): wall time per pass of the encode kernels (prepare + GEMV/GEMM over all
+   * shards) and of the fused top-k select, each recorded `reps` times in one submission so the
+   * submit/readback overhead is amortised. Uses the scratch buffers of a normal encode.
+   */
+  profile(tokens: number, reps: number): Promise<{ encodeMs: number; selectMs: number }> {
+    return this.#serial(async () => {
+      this.#checkAlive();
+      const { device } = this.#ctx;
+      const cfg = this.#config;
+      const s = this.#scratch;
+      const x = s.x.ensure(tokens * cfg.dIn * 4).buffer;
+      const k = Math.min(cfg.k ?? TOPK_MAX_K, TOPK_MAX_K);
+      const timeIt = async (record: (enc: GPUCommandEncoder) => void): Promise<number> => {
+        const enc = device.createCommandEncoder({ label: 'loupe profile' });
+        record(enc);
+        const t0 = performance.now();
+        device.queue.submit([enc.finish()]);
+        await device.queue.onSubmittedWorkDone();
+        return (performance.now() - t0) / reps;
+      };
+      try {
+        let pre: GPUBuffer | undefined;
+        let transform: GPUBuffer | undefined;
+        const encodeMs = await timeIt((enc) => {
+          for (let i = 0; i < reps; i++) ({ pre, transform } = this.#recordEncode(enc, x, 0, tokens));
+        });
+        if (pre === undefined || transform === undefined) return { encodeMs, selectMs: NaN };
+        const topIndices = s.topIndices.ensure(tokens * k * 4).buffer;
+        const topActs = s.topActs.ensure(tokens * k * 4).buffer;
+        const counts = s.counts.ensure(tokens * 4).buffer;
+        const params = this.#uniform('topk params', new Uint32Array([cfg.dSae, k, tokens, 0]));
+        const group = bindGroup(device, 'loupe topk_select', this.#select.layout, [params, pre, topIndices, topActs, counts, transform]);
+        const selectMs = await timeIt((enc) => {
+          const pass = enc.beginComputePass({ label: 'loupe topk_select' });
+          pass.setPipeline(this.#select.pipeline);
+          pass.setBindGroup(0, group);
+          for (let i = 0; i < reps; i++) pass.dispatchWorkgroups(tokens);
+          pass.end();
+        });
+        return { encodeMs, selectMs };
+      } finally {
+        this.#releaseTransient();
+      }
+    });
+  }
+
   #checkAlive(): void {
     if (this.#destroyed) throw new UnsupportedError('This Sae was destroyed; load it again to use it.');
     this.#ctx.assertAlive();
@@ -442,6 +536,7 @@ export class GpuBackend implements SaeBackend {
   destroy(): void {
     if (this.#destroyed) return;
     this.#destroyed = true;
+    this.#threshold.destroy();
     this.#pool.destroyAll();
   }
 

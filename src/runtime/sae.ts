@@ -128,6 +128,12 @@ export class Sae {
     return this.#destroyed;
   }
 
+  /** Per-pass kernel times for benchmarks (WebGPU backend only; undefined on the CPU). */
+  profile(tokens: number, reps = 5): Promise<{ encodeMs: number; selectMs: number }> | undefined {
+    this.#alive();
+    return this.#impl instanceof GpuBackend ? this.#impl.profile(tokens, reps) : undefined;
+  }
+
   /** The WebGPU device in use (undefined on the CPU backend). */
   get device(): GPUDevice | undefined {
     return this.#ctx?.device;

@@ -10,26 +10,29 @@ import { goldenIndex, goldenTolerance, loadGolden, rms } from '../helpers/golden
 import { withGpu } from '../helpers/gpu.js';
 
 type Feature = 'shader-f16' | 'subgroups';
-const variants: Array<{ label: string; features: Feature[] }> = [
-  { label: 'core', features: [] },
-  { label: 'subgroups', features: ['subgroups'] },
-  { label: 'shader-f16+subgroups', features: ['shader-f16', 'subgroups'] },
+// 'gemv' = the GPU kernels (workgroup or subgroup GEMV, tiled GEMM); 'rows' = the CPU-adapter kernel
+const variants: Array<{ label: string; features: Feature[]; kernels: 'gemv' | 'rows' }> = [
+  { label: 'core gemv', features: [], kernels: 'gemv' },
+  { label: 'subgroups gemv', features: ['subgroups'], kernels: 'gemv' },
+  { label: 'shader-f16+subgroups gemv', features: ['shader-f16', 'subgroups'], kernels: 'gemv' },
+  { label: 'core rows', features: [], kernels: 'rows' },
+  { label: 'shader-f16 rows', features: ['shader-f16'], kernels: 'rows' },
 ];
 
 const cases = goldenIndex().flatMap((c) =>
   variants
     .filter((v) => c.weightDtype === 'f16' || !v.features.includes('shader-f16'))
-    .map((v) => ({ ...c, variant: v.label, features: v.features })),
+    .map((v) => ({ ...c, variant: v.label, features: v.features, kernels: v.kernels })),
 );
 
 describe('WGSL kernels vs PyTorch golden fixtures (lavapipe)', () => {
-  test.for(cases)('$name [$variant]', async ({ file, features }, ctx) => {
+  test.for(cases)('$name [$variant]', async ({ file, features, kernels }, ctx) => {
     const c = loadGolden(file);
     const tol = goldenTolerance(c);
     await withGpu(ctx, { features, limits: 'default' }, async ({ device }) => {
       const sae = await Sae.create(
         { config: c.config, weights: c.weights },
-        { backend: 'webgpu', device, disableFeatures: (['shader-f16', 'subgroups'] as const).filter((f) => !features.includes(f)) },
+        { backend: 'webgpu', device, encodeKernels: kernels, disableFeatures: (['shader-f16', 'subgroups'] as const).filter((f) => !features.includes(f)) },
       );
       try {
         const { codes, xHat, metrics } = await sae.reconstruct(c.x, { tokens: c.tokens });

@@ -18,26 +18,34 @@ interface Case {
   tokens: number;
   features: Array<'shader-f16' | 'subgroups'>;
   maxShardBytes?: number;
+  /** Encode kernel family: 'gemv' = subgroup/workgroup GEMV + tiled GEMM (GPUs), 'rows' (CPU adapters). */
+  kernels?: 'gemv' | 'rows';
 }
 
 const cases: Case[] = [];
 for (const weightDtype of ['f32', 'f16', 'bf16'] as const) {
   for (const features of [[], ['subgroups'], ['shader-f16', 'subgroups']] as Array<Array<'shader-f16' | 'subgroups'>>) {
     if (weightDtype !== 'f16' && features.includes('shader-f16')) continue;
-    for (const tokens of [1, 7, 64]) {
-      cases.push({
-        name: `topk ${weightDtype} T=${tokens} [${features.join(',') || 'no features'}]`,
-        config: { architecture: 'topk', dIn: 200, dSae: 1531, k: 24, weightDtype, applyBDecToInput: true },
-        tokens,
-        features,
-        maxShardBytes: 200 * 4 * 500, // forces 4 shards (f32) / 2 shards (16-bit)
-      });
+    for (const tokens of [1, 2, 7, 64]) {
+      for (const kernels of ['gemv', 'rows'] as const) {
+        cases.push({
+          name: `topk ${weightDtype} T=${tokens} ${kernels} [${features.join(',') || 'no features'}]`,
+          config: { architecture: 'topk', dIn: 200, dSae: 1531, k: 24, weightDtype, applyBDecToInput: true },
+          tokens,
+          features,
+          kernels,
+          maxShardBytes: 200 * 4 * 500, // forces 4 shards (f32) / 2 shards (16-bit)
+        });
+      }
     }
   }
 }
 cases.push(
   { name: 'batchtopk tied bf16 T=7', config: { architecture: 'batchtopk', dIn: 96, dSae: 1000, k: 16, tied: true, weightDtype: 'bf16' }, tokens: 7, features: ['subgroups'] },
   { name: 'batchtopk tied bf16 T=1', config: { architecture: 'batchtopk', dIn: 96, dSae: 1000, k: 16, tied: true, weightDtype: 'bf16' }, tokens: 1, features: [] },
+  { name: 'relu f32 T=7 gemv', kernels: 'gemv', config: { architecture: 'relu', dIn: 100, dSae: 700, weightDtype: 'f32', applyBDecToInput: true }, tokens: 7, features: ['subgroups'] },
+  { name: 'batchtopk f16 T=64 gemm', kernels: 'gemv', config: { architecture: 'batchtopk', dIn: 96, dSae: 1000, k: 16, weightDtype: 'f16' }, tokens: 64, features: ['shader-f16'] },
+  { name: 'topk k=300 (above the fused select) T=5', config: { architecture: 'topk', dIn: 64, dSae: 2000, k: 300, weightDtype: 'f32' }, tokens: 5, features: [] },
   { name: 'relu f32 T=7', config: { architecture: 'relu', dIn: 100, dSae: 700, weightDtype: 'f32', applyBDecToInput: true }, tokens: 7, features: [] },
   { name: 'jumprelu f16 T=9', config: { architecture: 'jumprelu', dIn: 96, dSae: 1000, weightDtype: 'f16' }, tokens: 9, features: ['shader-f16'] },
   { name: 'topk k=256 dSae=131072 T=1', config: { architecture: 'topk', dIn: 64, dSae: 131072, k: 256, weightDtype: 'f16' }, tokens: 1, features: ['subgroups'] },
@@ -51,11 +59,14 @@ describe('GPU encode/decode matches the CPU reference', () => {
     const x = gaussian(c.tokens * c.config.dIn, 99, 1);
     // one row exactly b_dec when b_dec is subtracted: sae_in = 0, only b_enc decides
     if (c.tokens > 2 && c.config.applyBDecToInput === true) x.set(weights.b_dec, 2 * c.config.dIn);
+    // one non-finite row: no features, reported
+    if (c.tokens > 4) x[4 * c.config.dIn + 3] = NaN;
     await withGpu(ctx, { features: c.features, limits: 'default' }, async ({ device }) => {
       const sae = await Sae.create({ config: c.config, weights }, {
         backend: 'webgpu',
         device,
         ...(c.maxShardBytes !== undefined ? { maxShardBytes: c.maxShardBytes } : {}),
+        ...(c.kernels !== undefined ? { encodeKernels: c.kernels } : {}),
         disableFeatures: (['shader-f16', 'subgroups'] as const).filter((f) => !c.features.includes(f)),
       });
       try {
@@ -69,6 +80,7 @@ describe('GPU encode/decode matches the CPU reference', () => {
           }
         }
         expect(compareCodes(codes, dense, ref.preActs, c.config.dSae, TOLERANCE.f32)).toEqual([]);
+        expect(Array.from(codes.nonFiniteTokens)).toEqual(Array.from(ref.codes.nonFiniteTokens));
         // decode the GPU's own codes on the CPU: isolates decode from selection near-ties
         const refHat = decodeCodes(sae.config, weights, codes, codes.inputTransform);
         const d = worstRatio(xHat, refHat, TOLERANCE.f32);

@@ -1,14 +1,19 @@
 /**
- * Encode kernels: GEMV (shaders/encode_gemv.wgsl) for few tokens, tiled GEMM
- * (shaders/encode_gemm.wgsl) for many. Both write pre-activations [T][dSae] (JumpReLU fused),
- * one dispatch per weight shard.
+ * Encode kernels, all writing pre-activations [T][dSae] (JumpReLU fused), one dispatch per
+ * weight shard:
+ * - `gemv-subgroup` (shaders/encode_gemv_subgroup.wgsl): one subgroup per row, tokens in
+ *   blocks of TB — the streaming path when the device has `subgroups`;
+ * - `gemv` (shaders/encode_gemv.wgsl): one workgroup per row, barrier reduction — without subgroups;
+ * - `gemm` (shaders/encode_gemm.wgsl): 32 × 64 register/workgroup tiles for many tokens;
+ * - `rows` (shaders/encode_rows.wgsl): one row per invocation, for CPU adapters whose
+ *   invocations are SIMD lanes (lavapipe, SwiftShader).
  */
 import type { GpuContext } from '../device.js';
 import { reduction, weightAccess } from '../shaders.js';
 import { buildKernel } from './simple.js';
 import type { ShardedMatrix } from '../sharded-weights.js';
 
-export type EncodeVariant = 'gemv' | 'gemm';
+export type EncodeVariant = 'gemv-subgroup' | 'gemv' | 'gemm' | 'rows';
 
 /** Params struct of both encode kernels (8 × u32). */
 export const ENCODE_PARAMS_BYTES = 32;
@@ -16,28 +21,54 @@ export const ENCODE_PARAMS_BYTES = 32;
 export interface EncodeKernelOptions {
   readonly variant: EncodeVariant;
   readonly jumprelu: boolean;
-  /** GEMV threads per row. */
+  /** GEMV threads per row (`gemv`) or per workgroup (`gemv-subgroup`). */
   readonly workgroupSize?: number;
+  /** Tokens per block of `gemv-subgroup`: 1, 2, 4 or 8. */
+  readonly tokenBlock?: 1 | 2 | 4 | 8;
 }
+
+/** Picks the token block of the subgroup GEMV for T tokens. */
+export function tokenBlockFor(tokens: number): 1 | 2 | 4 | 8 {
+  return tokens <= 1 ? 1 : tokens === 2 ? 2 : tokens <= 4 ? 4 : 8;
+}
+
+const LAYOUT = ['uniform', 'read', 'read', 'read', 'read', 'rw'] as const;
 
 export class EncodeKernel {
   readonly layout: GPUBindGroupLayout;
   readonly pipeline: GPUComputePipeline;
   readonly variant: EncodeVariant;
   readonly #maxGrid: number;
+  /** Rows per workgroup of `gemv-subgroup`. */
+  readonly #rowsPerWorkgroup: number;
 
   constructor(ctx: GpuContext, weights: Pick<ShardedMatrix, 'dtype'>, options: EncodeKernelOptions) {
     const caps = ctx.capabilities;
     this.variant = options.variant;
     this.#maxGrid = caps.maxWorkgroupsPerDimension;
     const features = { f16: caps.f16 && weights.dtype === 'f16', subgroups: caps.subgroups };
-    const wg = options.workgroupSize ?? 64;
     const act = options.jumprelu ? 1 : 0;
-    const libs = options.variant === 'gemv' ? [weightAccess(weights.dtype, features), reduction(features)] : [weightAccess(weights.dtype, features)];
-    const enables = { f16: features.f16, subgroups: options.variant === 'gemv' && features.subgroups };
-    const kernel = options.variant === 'gemv' ? 'encodeGemv' : 'encodeGemm';
-    const constants: Record<string, number> = options.variant === 'gemv' ? { WG: wg, ACT: act } : { ACT: act };
-    const built = buildKernel(ctx, kernel, weights.dtype, ['uniform', 'read', 'read', 'read', 'read', 'rw'], libs, enables, constants);
+    const access = weightAccess(weights.dtype, features);
+    let built;
+    if (options.variant === 'gemv-subgroup') {
+      const wg = options.workgroupSize ?? 64;
+      // every subgroup size the adapter may pick divides the workgroup into ≥ 1 subgroups
+      this.#rowsPerWorkgroup = Math.max(1, Math.floor(wg / Math.max(1, caps.subgroupMinSize)));
+      const constants = { WG: wg, ROWS_PER_WG: this.#rowsPerWorkgroup, TB: options.tokenBlock ?? 1, ACT: act };
+      built = buildKernel(ctx, 'encodeGemvSubgroup', weights.dtype, LAYOUT, [access], { f16: features.f16, subgroups: true }, constants);
+    } else if (options.variant === 'rows') {
+      const wg = options.workgroupSize ?? 64;
+      this.#rowsPerWorkgroup = wg;
+      const constants = { WG: wg, TB: options.tokenBlock ?? 1, ACT: act };
+      built = buildKernel(ctx, 'encodeRows', weights.dtype, LAYOUT, [access], { f16: features.f16 }, constants);
+    } else if (options.variant === 'gemv') {
+      this.#rowsPerWorkgroup = 1;
+      const constants = { WG: options.workgroupSize ?? 64, ACT: act };
+      built = buildKernel(ctx, 'encodeGemv', weights.dtype, LAYOUT, [access, reduction(features)], features, constants);
+    } else {
+      this.#rowsPerWorkgroup = 64;
+      built = buildKernel(ctx, 'encodeGemm', weights.dtype, LAYOUT, [access], { f16: features.f16 }, { ACT: act });
+    }
     this.layout = built.layout;
     this.pipeline = built.pipeline;
   }
@@ -45,8 +76,9 @@ export class EncodeKernel {
   /** Workgroup grid for a shard of `rows` rows and `tokens` tokens. */
   grid(rows: number, tokens: number): { x: number; y: number } {
     if (this.variant === 'gemm') return { x: Math.ceil(rows / 64), y: Math.ceil(tokens / 32) };
-    const x = Math.min(rows, this.#maxGrid);
-    return { x, y: Math.ceil(rows / x) };
+    const blocks = Math.ceil(rows / this.#rowsPerWorkgroup);
+    const x = Math.min(blocks, this.#maxGrid);
+    return { x, y: Math.ceil(blocks / x) };
   }
 
   /** Params for one shard dispatch. */

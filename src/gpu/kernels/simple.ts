@@ -77,3 +77,28 @@ export function metricsKernel(ctx: GpuContext): Kernel {
   const f = ctx.capabilities;
   return buildKernel(ctx, 'reconstructionMetrics', 'f32', ['uniform', 'read', 'read', 'rw'], [reduction(f)], { subgroups: f.subgroups }, { WG: 256 });
 }
+
+/** shaders/select_histogram.wgsl — bindings: params, pre, transform, state, hist. */
+export function selectHistogramKernel(ctx: GpuContext): Kernel {
+  return buildKernel(ctx, 'selectHistogram', 'f32', ['uniform', 'read', 'read', 'read', 'rw'], [], {}, { WG: 256 });
+}
+
+/** shaders/select_bin.wgsl — bindings: params, transform, hist, state. */
+export function selectBinKernel(ctx: GpuContext): Kernel {
+  return buildKernel(ctx, 'selectBin', 'f32', ['uniform', 'read', 'rw', 'rw'], [], {}, {});
+}
+
+/** shaders/compact_count.wgsl — bindings: params, pre, transform, state, counts. */
+export function compactCountKernel(ctx: GpuContext): Kernel {
+  return buildKernel(ctx, 'compactCount', 'f32', ['uniform', 'read', 'read', 'read', 'rw'], [], {}, {});
+}
+
+/** shaders/compact_scan.wgsl — bindings: params, counts, state, offsets, budgets. */
+export function compactScanKernel(ctx: GpuContext): Kernel {
+  return buildKernel(ctx, 'compactScan', 'f32', ['uniform', 'read', 'read', 'rw', 'rw'], [], {}, {});
+}
+
+/** shaders/compact_write.wgsl — bindings: params, pre, transform, state, offsets, budgets, out_indices, out_values. */
+export function compactWriteKernel(ctx: GpuContext): Kernel {
+  return buildKernel(ctx, 'compactWrite', 'f32', ['uniform', 'read', 'read', 'read', 'read', 'read', 'rw', 'rw'], [], {}, {});
+}

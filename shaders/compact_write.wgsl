@@ -1,0 +1,122 @@
+// Sparse compaction, step 3 of 3: one workgroup per token writes the token's kept
+// (index, value) pairs at its CSR offset, in index order. Each thread owns a contiguous chunk
+// of the token's values, so one exclusive scan of per-thread (greater, equal) counts over
+// threads gives both the output slot of every kept value and the rank of every tie candidate
+// in index order; a tie at the threshold key is kept when its rank within the token is below
+// the budget compact_scan.wgsl granted, so the lowest indices win (as in topk_select.wgsl).
+// (Staging tiles in workgroup memory for coalesced reads was tried: on lavapipe its per-tile
+// barriers cost far more than the uncoalesced chunk reads saved.)
+// Keep rules and modes as in compact_count.wgsl, whose counts the scan used — classify() must
+// be the same in both files.
+// The host sorts each token's list by value afterwards (value descending, index ascending).
+
+const WG: u32 = 256u;
+
+struct Params {
+  d_sae: u32,
+  tokens: u32,
+  mode: u32,
+  per_token: u32,
+}
+
+struct SelectState {
+  threshold: u32,
+  ties_needed: u32,
+  flag: u32,
+  round: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> pre: array<f32>;                  // [T][dSae]
+@group(0) @binding(2) var<storage, read> transform: array<vec4<f32>>;      // [T]
+@group(0) @binding(3) var<storage, read> state: array<SelectState>;        // [selections]
+@group(0) @binding(4) var<storage, read> offsets: array<u32>;              // [T + 1]
+@group(0) @binding(5) var<storage, read> budgets: array<u32>;              // [T]
+@group(0) @binding(6) var<storage, read_write> out_indices: array<u32>;    // [nnz]
+@group(0) @binding(7) var<storage, read_write> out_values: array<f32>;     // [nnz]
+
+var<workgroup> scan: array<vec2<u32>, WG>;
+
+// Positive floats (denormals and +Inf included) order like their bit patterns; ≤ 0 and NaN map
+// to 0. A bit test, not `v > 0.0`: GPUs that flush denormals would drop values the CPU keeps.
+fn key_of(v: f32) -> u32 {
+  let u = bitcast<u32>(v);
+  return select(0u, u, u - 1u < 0x7f800000u);
+}
+
+fn is_finite(v: f32) -> bool {
+  return (bitcast<u32>(v) & 0x7f800000u) != 0x7f800000u;
+}
+
+fn classify(v: f32, thr: u32) -> vec2<u32> {
+  if (P.mode == 0u) {
+    let key = key_of(v);
+    return vec2<u32>(select(0u, 1u, key > thr), select(0u, 1u, key == thr && key != 0u));
+  }
+  if (P.mode == 1u) {
+    return vec2<u32>(select(0u, 1u, key_of(v) != 0u), 0u);
+  }
+  // nonzero: any sign, not ±0 (bit test, denormals count), finite
+  return vec2<u32>(select(0u, 1u, (bitcast<u32>(v) & 0x7fffffffu) != 0u && is_finite(v)), 0u);
+}
+
+// Exclusive scan of (greater, equal) pairs over the workgroup; uniform control flow only.
+fn exclusive_scan2(v: vec2<u32>, lid: u32) -> vec2<u32> {
+  scan[lid] = v;
+  workgroupBarrier();
+  for (var off = 1u; off < WG; off = off << 1u) {
+    var add = vec2<u32>(0u);
+    if (lid >= off) {
+      add = scan[lid - off];
+    }
+    workgroupBarrier();
+    scan[lid] += add;
+    workgroupBarrier();
+  }
+  let r = scan[lid] - v;
+  workgroupBarrier();
+  return r;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let t = wg.x;
+  if (t >= P.tokens) {
+    return;
+  }
+  let n = select(P.d_sae, 0u, transform[t].z > 0.0);
+  let thr = state[select(0u, t, P.per_token == 1u)].threshold;
+  let budget = budgets[t];
+  let base = t * P.d_sae;
+  let chunk = (n + WG - 1u) / WG;
+  let begin = min(lid * chunk, n);
+  let end = min(begin + chunk, n);
+  var c = vec2<u32>(0u);
+  for (var i = begin; i < end; i++) {
+    c += classify(pre[base + i], thr);
+  }
+  // One scan gives both the output slot and the tie rank: the ties kept before this thread are
+  // the first `budget` tie candidates in index order, so kept-before = greater-before +
+  // min(equal-before, budget).
+  let before = exclusive_scan2(c, lid);
+  var rank = before.y;
+  let my_ties = min(c.y, budget - min(budget, rank));
+  if (c.x + my_ties == 0u) {
+    return; // nothing to write (no barrier follows)
+  }
+  var out = offsets[t] + before.x + min(rank, budget);
+  for (var i = begin; i < end; i++) {
+    let v = pre[base + i];
+    let cls = classify(v, thr);
+    var keep = cls.x == 1u;
+    if (cls.y == 1u) {
+      keep = rank < budget;
+      rank++;
+    }
+    if (keep) {
+      out_indices[out] = i;
+      out_values[out] = v;
+      out++;
+    }
+  }
+}

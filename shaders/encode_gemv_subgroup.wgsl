@@ -1,0 +1,88 @@
+// Encode GEMV, one subgroup per feature row (needs `subgroups`): the lanes of a subgroup stride
+// over the row's 8-weight groups (adjacent 16-byte loads) and one subgroupAdd finishes the dot
+// product — no workgroup memory and no barriers. That matters twice: on GPUs a row needs no
+// cross-subgroup step, and on CPU adapters (lavapipe, SwiftShader) every workgroup barrier is a
+// coroutine switch, which made the barrier-reduced encode_gemv.wgsl 5× slower than memory allows.
+// A workgroup owns ROWS_PER_WG consecutive rows (set from the adapter's smallest subgroup size);
+// its subgroups take them in turn, so any real subgroup size works. Tokens go in blocks of TB
+// (1, 2, 4 or 8, a pipeline constant, so the token loop unrolls); a row is re-read from cache
+// per block. sae_in must hold a multiple of TB rows (padding rows are read, never written out).
+// Needs a weights_*.wgsl (load_w8) prepended.
+diagnostic(off, subgroup_uniformity);
+
+override WG: u32 = 64u;
+override ROWS_PER_WG: u32 = 8u;
+override TB: u32 = 1u;
+override ACT: u32 = 0u; // as in encode_gemv.wgsl
+
+struct Params {
+  groups_per_row: u32,
+  row_start: u32,
+  rows: u32,
+  d_sae: u32,
+  tokens: u32,
+  grid_x: u32,
+  _pad0: u32,
+  _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(2) var<storage, read> X: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> b_enc: array<f32>;
+@group(0) @binding(4) var<storage, read> threshold: array<f32>;
+@group(0) @binding(5) var<storage, read_write> pre: array<f32>;
+
+fn activation(v: f32, row: u32) -> f32 {
+  if (ACT == 1u) {
+    // SAELens JumpReLU: relu(pre) · (pre > threshold)
+    return select(0.0, v, v > threshold[row] && v > 0.0);
+  }
+  return v;
+}
+
+@compute @workgroup_size(WG)
+fn main(
+  @builtin(workgroup_id) wg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+  @builtin(subgroup_invocation_id) lane: u32,
+  @builtin(subgroup_size) sg_size: u32,
+) {
+  let n_sg = max(WG / sg_size, 1u);
+  let sg_id = lid / sg_size;
+  let row_begin = (wg.y * P.grid_x + wg.x) * ROWS_PER_WG;
+  let gpr = P.groups_per_row;
+  for (var r = sg_id; r < ROWS_PER_WG; r += n_sg) {
+    let local_row = row_begin + r;
+    if (local_row >= P.rows) {
+      break;
+    }
+    let row = P.row_start + local_row;
+    for (var t0 = 0u; t0 < P.tokens; t0 += TB) {
+      var a0 = vec4<f32>(0.0); // tokens t0 .. t0+3
+      var a1 = vec4<f32>(0.0); // tokens t0+4 .. t0+7
+      for (var g = lane; g < gpr; g += sg_size) {
+        let w = load_w8(local_row, g, gpr);
+        for (var j = 0u; j < TB; j++) {
+          let xi = ((t0 + j) * gpr + g) * 2u;
+          let d = dot(w.lo, X[xi]) + dot(w.hi, X[xi + 1u]);
+          if (j < 4u) {
+            a0[j] += d;
+          } else {
+            a1[j - 4u] += d;
+          }
+        }
+      }
+      let s0 = subgroupAdd(a0);
+      let s1 = subgroupAdd(a1);
+      if (lane == 0u) {
+        for (var j = 0u; j < TB; j++) {
+          let t = t0 + j;
+          if (t < P.tokens) {
+            let v = select(s1[j % 4u], s0[j % 4u], j < 4u);
+            pre[t * P.d_sae + row] = activation(v + b_enc[row], row);
+          }
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,72 @@
+// Encode, one feature row per invocation — the kernel for CPU adapters (lavapipe, SwiftShader).
+// There, the invocations of a workgroup are the SIMD lanes of one core: when each lane owns a
+// row, the sae_in loads have the same address in every lane (a broadcast) and only the weight
+// load differs per lane, where the subgroup-per-row GEMV gathers both (measured on lavapipe:
+// see bench/results). Tokens go in blocks of TB (1, 2, 4 or 8), so each weight fetched serves
+// TB tokens. On GPUs with real memory coalescing, encode_gemv_subgroup.wgsl and
+// encode_gemm.wgsl are the right choices; the runtime picks per adapter.
+// Needs a weights_*.wgsl (load_w8) prepended.
+
+override WG: u32 = 64u;
+override TB: u32 = 1u;
+override ACT: u32 = 0u; // as in encode_gemv.wgsl
+
+struct Params {
+  groups_per_row: u32,
+  row_start: u32,
+  rows: u32,
+  d_sae: u32,
+  tokens: u32,
+  grid_x: u32,
+  _pad0: u32,
+  _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(2) var<storage, read> X: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> b_enc: array<f32>;
+@group(0) @binding(4) var<storage, read> threshold: array<f32>;
+@group(0) @binding(5) var<storage, read_write> pre: array<f32>;
+
+fn activation(v: f32, row: u32) -> f32 {
+  if (ACT == 1u) {
+    // SAELens JumpReLU: relu(pre) · (pre > threshold)
+    return select(0.0, v, v > threshold[row] && v > 0.0);
+  }
+  return v;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let local_row = (wg.y * P.grid_x + wg.x) * WG + lid;
+  // Clamp instead of returning early: the lanes stay together, so sae_in loads stay uniform.
+  let valid = local_row < P.rows;
+  let r = min(local_row, P.rows - 1u);
+  let row = P.row_start + r;
+  let gpr = P.groups_per_row;
+  for (var t0 = 0u; t0 < P.tokens; t0 += TB) {
+    var a0 = vec4<f32>(0.0); // tokens t0 .. t0+3
+    var a1 = vec4<f32>(0.0); // tokens t0+4 .. t0+7
+    for (var g = 0u; g < gpr; g++) {
+      let w = load_w8(r, g, gpr);
+      for (var j = 0u; j < TB; j++) {
+        let xi = ((t0 + j) * gpr + g) * 2u;
+        let d = dot(w.lo, X[xi]) + dot(w.hi, X[xi + 1u]);
+        if (j < 4u) {
+          a0[j] += d;
+        } else {
+          a1[j - 4u] += d;
+        }
+      }
+    }
+    if (valid) {
+      for (var j = 0u; j < TB; j++) {
+        let t = t0 + j;
+        if (t < P.tokens) {
+          let v = select(a1[j % 4u], a0[j % 4u], j < 4u);
+          pre[t * P.d_sae + row] = activation(v + b_enc[row], row);
+        }
+      }
+    }
+  }
+}

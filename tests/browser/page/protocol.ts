@@ -1,0 +1,55 @@
+/**
+ * What crosses between the browser test pages and the Node side (`page.evaluate`): plain JSON
+ * data only (typed arrays travel as number arrays; NaN and ±Inf survive Playwright's serialiser).
+ */
+
+export type GpuProbe =
+  | { readonly ok: false; readonly reason: string }
+  | {
+      readonly ok: true;
+      readonly vendor: string;
+      readonly architecture: string;
+      readonly device: string;
+      readonly description: string;
+      readonly isFallbackAdapter: boolean | null;
+      readonly features: string[];
+    };
+
+/** One golden fixture run on WebGPU in the page. */
+export interface ParityResult {
+  readonly file: string;
+  readonly backend: 'webgpu' | 'cpu';
+  /** `Sae.adapter` (vendor / architecture / device / description). */
+  readonly adapter: string;
+  /** Features of the device the Sae created. */
+  readonly deviceFeatures: string[];
+  readonly tokens: number;
+  readonly codes: {
+    readonly offsets: number[];
+    readonly indices: number[];
+    readonly values: number[];
+    readonly nonFiniteTokens: number[];
+  };
+  /** `sae.decode(codes)` of the codes above, [T][dIn]. */
+  readonly xHat: number[];
+  /** `sae.reconstruct(x)`: its x̂ and per-token metrics. */
+  readonly reconstruct: {
+    readonly xHat: number[];
+    readonly mse: number[];
+    readonly fvu: number[];
+    readonly cosine: number[];
+  };
+  /** Uncaptured WebGPU errors seen on the device while the case ran. */
+  readonly gpuErrors: string[];
+  readonly timings: { readonly loadMs: number; readonly createMs: number; readonly encodeMs: number; readonly decodeMs: number };
+}
+
+export interface ParityApi {
+  run(file: string): Promise<ParityResult>;
+}
+
+declare global {
+  interface Window {
+    __parity?: ParityApi;
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * Vite, two uses:
+ *
+ *   npm run demo                                  → dev server for demo/ (http://127.0.0.1:5173)
+ *   vite build --config vite.config.ts            → static demo in demo/dist/
+ *   vite build --config vite.config.ts --mode lib → the library, dist/sae-loupe.js (ESM)
+ *
+ * The demo is offline: no CDN, fonts or remote models; it imports ../src directly and reads its
+ * model from demo/public/models/. Pages are cross-origin isolated (COOP + COEP) so that
+ * SharedArrayBuffer and wasm threads (onnxruntime-web) are available later. WGSL files are
+ * imported with `?raw`, which Vite handles without a plugin.
+ */
+import { fileURLToPath } from 'node:url';
+import { defineConfig, type UserConfig } from 'vite';
+
+const repoRoot = fileURLToPath(new URL('.', import.meta.url));
+
+/** Cross-origin isolation: needed for SharedArrayBuffer / multi-threaded wasm. */
+export const isolationHeaders: Record<string, string> = {
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
+  'Cross-Origin-Resource-Policy': 'same-origin',
+};
+
+function libraryConfig(): UserConfig {
+  return {
+    root: repoRoot,
+    publicDir: false,
+    build: {
+      outDir: 'dist',
+      emptyOutDir: true,
+      sourcemap: true,
+      target: 'es2022',
+      // Readable output: the application that bundles Loupe minifies it anyway.
+      minify: false,
+      lib: {
+        entry: fileURLToPath(new URL('./src/index.ts', import.meta.url)),
+        formats: ['es'],
+        fileName: () => 'sae-loupe.js',
+      },
+      rolldownOptions: {
+        // lit is the only runtime dependency; the app that uses Loupe brings its own copy.
+        external: [/^lit($|\/)/, /^@lit\//, /^@lit-labs\//],
+      },
+    },
+  };
+}
+
+function demoConfig(): UserConfig {
+  return {
+    root: fileURLToPath(new URL('./demo', import.meta.url)),
+    publicDir: 'public',
+    // Relative asset URLs: the built demo works from any folder (or a file server sub-path).
+    base: './',
+    server: {
+      host: '127.0.0.1',
+      port: 5173,
+      strictPort: false,
+      headers: isolationHeaders,
+      fs: {
+        // demo/ imports ../src and ../shaders; tests fetch ../tests/fixtures.
+        allow: [repoRoot],
+        strict: true,
+      },
+    },
+    preview: {
+      host: '127.0.0.1',
+      headers: isolationHeaders,
+    },
+    build: {
+      outDir: 'dist',
+      emptyOutDir: true,
+      target: 'es2022',
+      sourcemap: true,
+    },
+  };
+}
+
+export default defineConfig(({ mode }) => (mode === 'lib' ? libraryConfig() : demoConfig()));
