@@ -60,16 +60,24 @@ fn main(
     for (var t0 = 0u; t0 < P.tokens; t0 += TB) {
       var a0 = vec4<f32>(0.0); // tokens t0 .. t0+3
       var a1 = vec4<f32>(0.0); // tokens t0+4 .. t0+7
+      let vpr = gpr * 2u; // vec4 per token row of sae_in
       for (var g = lane; g < gpr; g += sg_size) {
         let w = load_w8(local_row, g, gpr);
-        for (var j = 0u; j < TB; j++) {
-          let xi = ((t0 + j) * gpr + g) * 2u;
-          let d = dot(w.lo, X[xi]) + dot(w.hi, X[xi + 1u]);
-          if (j < 4u) {
-            a0[j] += d;
-          } else {
-            a1[j - 4u] += d;
-          }
+        let xb = t0 * vpr + g * 2u;
+        // TB is a pipeline constant: the untaken branches vanish, no dynamic vector indexing
+        a0.x += dot(w.lo, X[xb]) + dot(w.hi, X[xb + 1u]);
+        if (TB > 1u) {
+          a0.y += dot(w.lo, X[xb + vpr]) + dot(w.hi, X[xb + vpr + 1u]);
+        }
+        if (TB > 2u) {
+          a0.z += dot(w.lo, X[xb + 2u * vpr]) + dot(w.hi, X[xb + 2u * vpr + 1u]);
+          a0.w += dot(w.lo, X[xb + 3u * vpr]) + dot(w.hi, X[xb + 3u * vpr + 1u]);
+        }
+        if (TB > 4u) {
+          a1.x += dot(w.lo, X[xb + 4u * vpr]) + dot(w.hi, X[xb + 4u * vpr + 1u]);
+          a1.y += dot(w.lo, X[xb + 5u * vpr]) + dot(w.hi, X[xb + 5u * vpr + 1u]);
+          a1.z += dot(w.lo, X[xb + 6u * vpr]) + dot(w.hi, X[xb + 6u * vpr + 1u]);
+          a1.w += dot(w.lo, X[xb + 7u * vpr]) + dot(w.hi, X[xb + 7u * vpr + 1u]);
         }
       }
       let s0 = subgroupAdd(a0);
