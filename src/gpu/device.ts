@@ -28,10 +28,7 @@ export interface GpuCapabilities {
   /** Smallest subgroup size the adapter may use (4 when unknown). */
   readonly subgroupMinSize: number;
   readonly timestamps: boolean;
-  /**
-   * A software adapter that runs shaders on the CPU (Mesa lavapipe/llvmpipe, SwiftShader):
-   * invocations are SIMD lanes there, which favours different kernels (see encode_rows.wgsl).
-   */
+  /** A software adapter that runs shaders on the CPU (Mesa lavapipe/llvmpipe, SwiftShader). */
   readonly cpuAdapter: boolean;
   readonly maxStorageBufferBindingSize: number;
   readonly maxBufferSize: number;

@@ -14,7 +14,6 @@ import reduceSubgroup from '../../shaders/lib/reduce_subgroup.wgsl?raw';
 import encodeGemv from '../../shaders/encode_gemv.wgsl?raw';
 import encodeGemvSubgroup from '../../shaders/encode_gemv_subgroup.wgsl?raw';
 import encodeGemm from '../../shaders/encode_gemm.wgsl?raw';
-import encodeRows from '../../shaders/encode_rows.wgsl?raw';
 import prepareInput from '../../shaders/prepare_input.wgsl?raw';
 import topkSelect from '../../shaders/topk_select.wgsl?raw';
 import decodeSparse from '../../shaders/decode_sparse.wgsl?raw';
@@ -30,7 +29,6 @@ export const KERNELS = {
   encodeGemv,
   encodeGemvSubgroup,
   encodeGemm,
-  encodeRows,
   prepareInput,
   topkSelect,
   decodeSparse,

@@ -26,11 +26,6 @@ export interface GpuBackendOptions {
   readonly gemvMaxTokens?: number;
   /** GEMV threads per feature row. */
   readonly gemvWorkgroupSize?: number;
-  /**
-   * Encode kernel family: 'gemv' (subgroup or workgroup GEMV, tiled GEMM for many tokens: GPUs),
-   * 'rows' (one row per invocation: CPU adapters), 'auto' (default) picks by adapter.
-   */
-  readonly encodeKernels?: 'auto' | 'gemv' | 'rows';
 }
 
 interface Scratch {
@@ -64,10 +59,10 @@ export class GpuBackend implements SaeBackend {
   readonly #gemv: EncodeKernel | undefined;
   readonly #gemvSubgroup = new Map<number, EncodeKernel>();
   readonly #gemm: EncodeKernel;
+  readonly #gemm64: EncodeKernel;
   readonly #jumprelu: boolean;
   readonly #gemvWorkgroupSize: number | undefined;
-  readonly #rowsKernels: boolean;
-  readonly #rows = new Map<number, EncodeKernel>();
+
   readonly #prepare: Kernel;
   readonly #select: Kernel;
   readonly #decode: Kernel;
@@ -104,8 +99,7 @@ export class GpuBackend implements SaeBackend {
     this.#jumprelu = jumprelu;
     this.#gemvWorkgroupSize = options.gemvWorkgroupSize;
     this.#gemvMaxTokens = options.gemvMaxTokens ?? 8;
-    const family = options.encodeKernels ?? 'auto';
-    this.#rowsKernels = family === 'rows' || (family === 'auto' && caps.cpuAdapter);
+
     this.#gemv = caps.subgroups
       ? undefined
       : new EncodeKernel(ctx, this.encoder, {
@@ -113,7 +107,8 @@ export class GpuBackend implements SaeBackend {
           jumprelu,
           ...(options.gemvWorkgroupSize !== undefined ? { workgroupSize: options.gemvWorkgroupSize } : {}),
         });
-    this.#gemm = new EncodeKernel(ctx, this.encoder, { variant: 'gemm', jumprelu });
+    this.#gemm = new EncodeKernel(ctx, this.encoder, { variant: 'gemm', jumprelu, tokenRows: 2 });
+    this.#gemm64 = new EncodeKernel(ctx, this.encoder, { variant: 'gemm', jumprelu, tokenRows: 4 });
     this.#prepare = prepareInputKernel(ctx, config.inputNorm, config.applyBDecToInput);
     this.#select = topkSelectKernel(ctx);
     this.#decode = decodeSparseKernel(ctx, this.decoder.dtype);
@@ -263,18 +258,9 @@ export class GpuBackend implements SaeBackend {
     return { pre, transform };
   }
 
-  /** The encode kernel for T tokens: subgroup GEMV, barrier GEMV, or tiled GEMM. */
+  /** The encode kernel for T tokens: subgroup GEMV, barrier GEMV, or tiled GEMM (32- or 64-token tiles). */
   #encodeKernel(tokens: number): EncodeKernel {
-    if (this.#rowsKernels) {
-      const tb = tokenBlockFor(tokens);
-      let kernel = this.#rows.get(tb);
-      if (kernel === undefined) {
-        kernel = new EncodeKernel(this.#ctx, this.encoder, { variant: 'rows', jumprelu: this.#jumprelu, tokenBlock: tb });
-        this.#rows.set(tb, kernel);
-      }
-      return kernel;
-    }
-    if (tokens > this.#gemvMaxTokens) return this.#gemm;
+    if (tokens > this.#gemvMaxTokens) return tokens > 32 ? this.#gemm64 : this.#gemm;
     if (this.#gemv !== undefined) return this.#gemv;
     const tb = tokenBlockFor(tokens);
     let kernel = this.#gemvSubgroup.get(tb);

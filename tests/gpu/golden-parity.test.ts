@@ -10,29 +10,30 @@ import { goldenIndex, goldenTolerance, loadGolden, rms } from '../helpers/golden
 import { withGpu } from '../helpers/gpu.js';
 
 type Feature = 'shader-f16' | 'subgroups';
-// 'gemv' = the GPU kernels (workgroup or subgroup GEMV, tiled GEMM); 'rows' = the CPU-adapter kernel
-const variants: Array<{ label: string; features: Feature[]; kernels: 'gemv' | 'rows' }> = [
-  { label: 'core gemv', features: [], kernels: 'gemv' },
-  { label: 'subgroups gemv', features: ['subgroups'], kernels: 'gemv' },
-  { label: 'shader-f16+subgroups gemv', features: ['shader-f16', 'subgroups'], kernels: 'gemv' },
-  { label: 'core rows', features: [], kernels: 'rows' },
-  { label: 'shader-f16 rows', features: ['shader-f16'], kernels: 'rows' },
+// gemvMaxTokens 8 (default): GEMV (workgroup or subgroup) up to 8 tokens, tiled GEMM above;
+// 0: the tiled GEMM for every T.
+const variants: Array<{ label: string; features: Feature[]; gemvMaxTokens: number }> = [
+  { label: 'core', features: [], gemvMaxTokens: 8 },
+  { label: 'subgroups', features: ['subgroups'], gemvMaxTokens: 8 },
+  { label: 'shader-f16+subgroups', features: ['shader-f16', 'subgroups'], gemvMaxTokens: 8 },
+  { label: 'core gemm-only', features: [], gemvMaxTokens: 0 },
+  { label: 'shader-f16 gemm-only', features: ['shader-f16'], gemvMaxTokens: 0 },
 ];
 
 const cases = goldenIndex().flatMap((c) =>
   variants
     .filter((v) => c.weightDtype === 'f16' || !v.features.includes('shader-f16'))
-    .map((v) => ({ ...c, variant: v.label, features: v.features, kernels: v.kernels })),
+    .map((v) => ({ ...c, variant: v.label, features: v.features, gemvMaxTokens: v.gemvMaxTokens })),
 );
 
 describe('WGSL kernels vs PyTorch golden fixtures (lavapipe)', () => {
-  test.for(cases)('$name [$variant]', async ({ file, features, kernels }, ctx) => {
+  test.for(cases)('$name [$variant]', async ({ file, features, gemvMaxTokens }, ctx) => {
     const c = loadGolden(file);
     const tol = goldenTolerance(c);
     await withGpu(ctx, { features, limits: 'default' }, async ({ device }) => {
       const sae = await Sae.create(
         { config: c.config, weights: c.weights },
-        { backend: 'webgpu', device, encodeKernels: kernels, disableFeatures: (['shader-f16', 'subgroups'] as const).filter((f) => !features.includes(f)) },
+        { backend: 'webgpu', device, gemvMaxTokens, disableFeatures: (['shader-f16', 'subgroups'] as const).filter((f) => !features.includes(f)) },
       );
       try {
         const { codes, xHat, metrics } = await sae.reconstruct(c.x, { tokens: c.tokens });

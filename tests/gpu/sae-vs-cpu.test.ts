@@ -1,6 +1,6 @@
 /**
  * WGSL kernels against the CPU reference on random SAEs: every architecture, weight dtype,
- * GEMV and GEMM, subgroups on and off, shader-f16 on and off, forced weight sharding.
+ * GEMV and GEMM (32- and 64-token tiles), subgroups on and off, shader-f16 on and off, forced weight sharding.
  */
 import { describe, expect, test } from 'vitest';
 import { Sae } from '../../src/runtime/sae.js';
@@ -18,8 +18,8 @@ interface Case {
   tokens: number;
   features: Array<'shader-f16' | 'subgroups'>;
   maxShardBytes?: number;
-  /** Encode kernel family: 'gemv' = subgroup/workgroup GEMV + tiled GEMM (GPUs), 'rows' (CPU adapters). */
-  kernels?: 'gemv' | 'rows';
+  /** 'default': GEMV up to 8 tokens, tiled GEMM above; 'gemm': the GEMM for every T (tiles mostly empty). */
+  kernels?: 'default' | 'gemm';
 }
 
 const cases: Case[] = [];
@@ -27,7 +27,7 @@ for (const weightDtype of ['f32', 'f16', 'bf16'] as const) {
   for (const features of [[], ['subgroups'], ['shader-f16', 'subgroups']] as Array<Array<'shader-f16' | 'subgroups'>>) {
     if (weightDtype !== 'f16' && features.includes('shader-f16')) continue;
     for (const tokens of [1, 2, 7, 64]) {
-      for (const kernels of ['gemv', 'rows'] as const) {
+      for (const kernels of ['default', 'gemm'] as const) {
         cases.push({
           name: `topk ${weightDtype} T=${tokens} ${kernels} [${features.join(',') || 'no features'}]`,
           config: { architecture: 'topk', dIn: 200, dSae: 1531, k: 24, weightDtype, applyBDecToInput: true },
@@ -43,8 +43,8 @@ for (const weightDtype of ['f32', 'f16', 'bf16'] as const) {
 cases.push(
   { name: 'batchtopk tied bf16 T=7', config: { architecture: 'batchtopk', dIn: 96, dSae: 1000, k: 16, tied: true, weightDtype: 'bf16' }, tokens: 7, features: ['subgroups'] },
   { name: 'batchtopk tied bf16 T=1', config: { architecture: 'batchtopk', dIn: 96, dSae: 1000, k: 16, tied: true, weightDtype: 'bf16' }, tokens: 1, features: [] },
-  { name: 'relu f32 T=7 gemv', kernels: 'gemv', config: { architecture: 'relu', dIn: 100, dSae: 700, weightDtype: 'f32', applyBDecToInput: true }, tokens: 7, features: ['subgroups'] },
-  { name: 'batchtopk f16 T=64 gemm', kernels: 'gemv', config: { architecture: 'batchtopk', dIn: 96, dSae: 1000, k: 16, weightDtype: 'f16' }, tokens: 64, features: ['shader-f16'] },
+  { name: 'relu f32 T=7 gemv', kernels: 'default', config: { architecture: 'relu', dIn: 100, dSae: 700, weightDtype: 'f32', applyBDecToInput: true }, tokens: 7, features: ['subgroups'] },
+  { name: 'batchtopk f16 T=64 gemm', kernels: 'default', config: { architecture: 'batchtopk', dIn: 96, dSae: 1000, k: 16, weightDtype: 'f16' }, tokens: 64, features: ['shader-f16'] },
   { name: 'topk k=300 (above the fused select) T=5', config: { architecture: 'topk', dIn: 64, dSae: 2000, k: 300, weightDtype: 'f32' }, tokens: 5, features: [] },
   { name: 'relu f32 T=7', config: { architecture: 'relu', dIn: 100, dSae: 700, weightDtype: 'f32', applyBDecToInput: true }, tokens: 7, features: [] },
   { name: 'jumprelu f16 T=9', config: { architecture: 'jumprelu', dIn: 96, dSae: 1000, weightDtype: 'f16' }, tokens: 9, features: ['shader-f16'] },
@@ -66,7 +66,7 @@ describe('GPU encode/decode matches the CPU reference', () => {
         backend: 'webgpu',
         device,
         ...(c.maxShardBytes !== undefined ? { maxShardBytes: c.maxShardBytes } : {}),
-        ...(c.kernels !== undefined ? { encodeKernels: c.kernels } : {}),
+        ...(c.kernels === 'gemm' ? { gemvMaxTokens: 0 } : {}),
         disableFeatures: (['shader-f16', 'subgroups'] as const).filter((f) => !c.features.includes(f)),
       });
       try {

@@ -4,16 +4,14 @@
  * - `gemv-subgroup` (shaders/encode_gemv_subgroup.wgsl): one subgroup per row, tokens in
  *   blocks of TB — the streaming path when the device has `subgroups`;
  * - `gemv` (shaders/encode_gemv.wgsl): one workgroup per row, barrier reduction — without subgroups;
- * - `gemm` (shaders/encode_gemm.wgsl): 32 × 64 register/workgroup tiles for many tokens;
- * - `rows` (shaders/encode_rows.wgsl): one row per invocation, for CPU adapters whose
- *   invocations are SIMD lanes (lavapipe, SwiftShader).
+ * - `gemm` (shaders/encode_gemm.wgsl): (16·TM) × 64 workgroup tiles for many tokens.
  */
 import type { GpuContext } from '../device.js';
 import { reduction, weightAccess } from '../shaders.js';
 import { buildKernel } from './simple.js';
 import type { ShardedMatrix } from '../sharded-weights.js';
 
-export type EncodeVariant = 'gemv-subgroup' | 'gemv' | 'gemm' | 'rows';
+export type EncodeVariant = 'gemv-subgroup' | 'gemv' | 'gemm';
 
 /** Params struct of both encode kernels (8 × u32). */
 export const ENCODE_PARAMS_BYTES = 32;
@@ -25,6 +23,8 @@ export interface EncodeKernelOptions {
   readonly workgroupSize?: number;
   /** Tokens per block of `gemv-subgroup`: 1, 2, 4 or 8. */
   readonly tokenBlock?: 1 | 2 | 4 | 8;
+  /** Token rows per thread of `gemm` (tile of 16·TM tokens): 2 or 4. */
+  readonly tokenRows?: 2 | 4;
 }
 
 /** Picks the token block of the subgroup GEMV for T tokens. */
@@ -41,6 +41,8 @@ export class EncodeKernel {
   readonly #maxGrid: number;
   /** Rows per workgroup of `gemv-subgroup`. */
   readonly #rowsPerWorkgroup: number;
+  /** Tokens per tile of `gemm`. */
+  #tokensPerTile = 32;
 
   constructor(ctx: GpuContext, weights: Pick<ShardedMatrix, 'dtype'>, options: EncodeKernelOptions) {
     const caps = ctx.capabilities;
@@ -56,18 +58,14 @@ export class EncodeKernel {
       this.#rowsPerWorkgroup = Math.max(1, Math.floor(wg / Math.max(1, caps.subgroupMinSize)));
       const constants = { WG: wg, ROWS_PER_WG: this.#rowsPerWorkgroup, TB: options.tokenBlock ?? 1, ACT: act };
       built = buildKernel(ctx, 'encodeGemvSubgroup', weights.dtype, LAYOUT, [access], { f16: features.f16, subgroups: true }, constants);
-    } else if (options.variant === 'rows') {
-      const wg = options.workgroupSize ?? 64;
-      this.#rowsPerWorkgroup = wg;
-      const constants = { WG: wg, TB: options.tokenBlock ?? 1, ACT: act };
-      built = buildKernel(ctx, 'encodeRows', weights.dtype, LAYOUT, [access], { f16: features.f16 }, constants);
     } else if (options.variant === 'gemv') {
       this.#rowsPerWorkgroup = 1;
       const constants = { WG: options.workgroupSize ?? 64, ACT: act };
       built = buildKernel(ctx, 'encodeGemv', weights.dtype, LAYOUT, [access, reduction(features)], features, constants);
     } else {
       this.#rowsPerWorkgroup = 64;
-      built = buildKernel(ctx, 'encodeGemm', weights.dtype, LAYOUT, [access], { f16: features.f16 }, { ACT: act });
+      this.#tokensPerTile = 16 * (options.tokenRows ?? 2);
+      built = buildKernel(ctx, 'encodeGemm', weights.dtype, LAYOUT, [access], { f16: features.f16 }, { ACT: act, TM: options.tokenRows ?? 2 });
     }
     this.layout = built.layout;
     this.pipeline = built.pipeline;
@@ -75,7 +73,7 @@ export class EncodeKernel {
 
   /** Workgroup grid for a shard of `rows` rows and `tokens` tokens. */
   grid(rows: number, tokens: number): { x: number; y: number } {
-    if (this.variant === 'gemm') return { x: Math.ceil(rows / 64), y: Math.ceil(tokens / 32) };
+    if (this.variant === 'gemm') return { x: Math.ceil(rows / 64), y: Math.ceil(tokens / this.#tokensPerTile) };
     const blocks = Math.ceil(rows / this.#rowsPerWorkgroup);
     const x = Math.min(blocks, this.#maxGrid);
     return { x, y: Math.ceil(blocks / x) };
