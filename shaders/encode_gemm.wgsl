@@ -3,42 +3,16 @@
 // thread owns TM tokens × 4 features, so every staged weight serves BM tokens and is fetched
 // from memory once per token tile. TM = 4 (64 tokens) uses exactly the 16 KiB of workgroup
 // memory WebGPU guarantees; TM = 2 avoids wasting half the tile on 9–32 tokens.
-// Needs a weights_*.wgsl (load_w8) prepended.
+// Needs lib/encode_io.wgsl and a weights_*.wgsl (load_w8) prepended.
 
-override ACT: u32 = 0u; // as in encode_gemv.wgsl
 override TM: u32 = 2u;  // token rows per thread: 2 or 4
 
 const BN: u32 = 64u;   // features per tile
 const BKV: u32 = 8u;   // vec4s per row slice (32 floats)
 override BM: u32 = 16u * TM; // tokens per tile
 
-struct Params {
-  groups_per_row: u32,
-  row_start: u32,
-  rows: u32,
-  d_sae: u32,
-  tokens: u32,
-  grid_x: u32,
-  _pad0: u32,
-  _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(2) var<storage, read> X: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> b_enc: array<f32>;
-@group(0) @binding(4) var<storage, read> threshold: array<f32>;
-@group(0) @binding(5) var<storage, read_write> pre: array<f32>;
-
 var<workgroup> xs: array<vec4<f32>, BM * BKV>; // [BM][BKV]
 var<workgroup> ws: array<vec4<f32>, 512>;       // [BN][BKV]
-
-fn activation(v: f32, row: u32) -> f32 {
-  if (ACT == 1u) {
-    // SAELens JumpReLU: relu(pre) · (pre > threshold)
-    return select(0.0, v, v > threshold[row] && v > 0.0);
-  }
-  return v;
-}
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

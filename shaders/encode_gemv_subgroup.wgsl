@@ -7,38 +7,12 @@
 // its subgroups take them in turn, so any real subgroup size works. Tokens go in blocks of TB
 // (1, 2, 4 or 8, a pipeline constant, so the token loop unrolls); a row is re-read from cache
 // per block. sae_in must hold a multiple of TB rows (padding rows are read, never written out).
-// Needs a weights_*.wgsl (load_w8) prepended.
+// Needs lib/encode_io.wgsl and a weights_*.wgsl (load_w8) prepended.
 diagnostic(off, subgroup_uniformity);
 
 override WG: u32 = 64u;
 override ROWS_PER_WG: u32 = 8u;
 override TB: u32 = 1u;
-override ACT: u32 = 0u; // as in encode_gemv.wgsl
-
-struct Params {
-  groups_per_row: u32,
-  row_start: u32,
-  rows: u32,
-  d_sae: u32,
-  tokens: u32,
-  grid_x: u32,
-  _pad0: u32,
-  _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(2) var<storage, read> X: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> b_enc: array<f32>;
-@group(0) @binding(4) var<storage, read> threshold: array<f32>;
-@group(0) @binding(5) var<storage, read_write> pre: array<f32>;
-
-fn activation(v: f32, row: u32) -> f32 {
-  if (ACT == 1u) {
-    // SAELens JumpReLU: relu(pre) · (pre > threshold)
-    return select(0.0, v, v > threshold[row] && v > 0.0);
-  }
-  return v;
-}
 
 @compute @workgroup_size(WG)
 fn main(

@@ -11,6 +11,7 @@ import weightsF16 from '../../shaders/lib/weights_f16.wgsl?raw';
 import weightsF16Packed from '../../shaders/lib/weights_f16_packed.wgsl?raw';
 import reduceShared from '../../shaders/lib/reduce_shared.wgsl?raw';
 import reduceSubgroup from '../../shaders/lib/reduce_subgroup.wgsl?raw';
+import encodeIoLib from '../../shaders/lib/encode_io.wgsl?raw';
 import encodeGemv from '../../shaders/encode_gemv.wgsl?raw';
 import encodeGemvSubgroup from '../../shaders/encode_gemv_subgroup.wgsl?raw';
 import encodeGemm from '../../shaders/encode_gemm.wgsl?raw';
@@ -48,6 +49,9 @@ export interface ShaderFeatures {
   readonly f16: boolean;
   readonly subgroups: boolean;
 }
+
+/** Params, bindings and activation shared by the encode kernels. */
+export const encodeIo: string = encodeIoLib;
 
 /** The `load_w8` implementation for a weight dtype (native f16 only with shader-f16). */
 export function weightAccess(dtype: WeightDtype, features: ShaderFeatures): string {

@@ -7,7 +7,7 @@
  * - `gemm` (shaders/encode_gemm.wgsl): (16·TM) × 64 workgroup tiles for many tokens.
  */
 import type { GpuContext } from '../device.js';
-import { reduction, weightAccess } from '../shaders.js';
+import { encodeIo, reduction, weightAccess } from '../shaders.js';
 import { buildKernel } from './simple.js';
 import type { ShardedMatrix } from '../sharded-weights.js';
 
@@ -57,15 +57,15 @@ export class EncodeKernel {
       // every subgroup size the adapter may pick divides the workgroup into ≥ 1 subgroups
       this.#rowsPerWorkgroup = Math.max(1, Math.floor(wg / Math.max(1, caps.subgroupMinSize)));
       const constants = { WG: wg, ROWS_PER_WG: this.#rowsPerWorkgroup, TB: options.tokenBlock ?? 1, ACT: act };
-      built = buildKernel(ctx, 'encodeGemvSubgroup', weights.dtype, LAYOUT, [access], { f16: features.f16, subgroups: true }, constants);
+      built = buildKernel(ctx, 'encodeGemvSubgroup', weights.dtype, LAYOUT, [encodeIo, access], { f16: features.f16, subgroups: true }, constants);
     } else if (options.variant === 'gemv') {
       this.#rowsPerWorkgroup = 1;
       const constants = { WG: options.workgroupSize ?? 64, ACT: act };
-      built = buildKernel(ctx, 'encodeGemv', weights.dtype, LAYOUT, [access, reduction(features)], features, constants);
+      built = buildKernel(ctx, 'encodeGemv', weights.dtype, LAYOUT, [encodeIo, access, reduction(features)], features, constants);
     } else {
       this.#rowsPerWorkgroup = 64;
       this.#tokensPerTile = 16 * (options.tokenRows ?? 2);
-      built = buildKernel(ctx, 'encodeGemm', weights.dtype, LAYOUT, [access], { f16: features.f16 }, { ACT: act, TM: options.tokenRows ?? 2 });
+      built = buildKernel(ctx, 'encodeGemm', weights.dtype, LAYOUT, [encodeIo, access], { f16: features.f16 }, { ACT: act, TM: options.tokenRows ?? 2 });
     }
     this.layout = built.layout;
     this.pipeline = built.pipeline;
