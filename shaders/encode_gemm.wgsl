@@ -2,7 +2,9 @@
 // tokens × 64 features, staging 32-wide slices of sae_in and W_enc in workgroup memory; each
 // thread owns TM tokens × 4 features, so every staged weight serves BM tokens and is fetched
 // from memory once per token tile. TM = 4 (64 tokens) uses exactly the 16 KiB of workgroup
-// memory WebGPU guarantees; TM = 2 avoids wasting half the tile on 9–32 tokens.
+// memory WebGPU guarantees; TM = 2 avoids wasting half the tile on 9–32 tokens. The weight
+// tile is stored [slice][feature], so the 16 feature lanes of a step read 16 consecutive vec4s
+// (no bank conflicts on GPUs; ~7% faster on lavapipe than the [feature][slice] layout).
 // Needs lib/encode_io.wgsl and a weights_*.wgsl (load_w8) prepended.
 
 override TM: u32 = 2u;  // token rows per thread: 2 or 4
@@ -12,7 +14,7 @@ const BKV: u32 = 8u;   // vec4s per row slice (32 floats)
 override BM: u32 = 16u * TM; // tokens per tile
 
 var<workgroup> xs: array<vec4<f32>, BM * BKV>; // [BM][BKV]
-var<workgroup> ws: array<vec4<f32>, 512>;       // [BN][BKV]
+var<workgroup> ws: array<vec4<f32>, 512>;       // [BKV][BN]
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -33,8 +35,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     if (row0 + wr < P.rows && wgp < gpr) {
       w = load_w8(row0 + wr, wgp, gpr);
     }
-    ws[wr * BKV + (lid % 4u) * 2u] = w.lo;
-    ws[wr * BKV + (lid % 4u) * 2u + 1u] = w.hi;
+    // [BKV][BN]: the 16 feature lanes of a step read 16 consecutive vec4s
+    ws[((lid % 4u) * 2u) * BN + wr] = w.lo;
+    ws[((lid % 4u) * 2u + 1u) * BN + wr] = w.hi;
     // Stage X: BM tokens × 8 vec4, TM/2 vec4 per thread.
     for (var e = lid; e < BM * BKV; e += 256u) {
       let xt = e / BKV;
@@ -47,10 +50,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     workgroupBarrier();
     for (var kk = 0u; kk < BKV; kk++) {
-      let w0 = ws[tx * BKV + kk];
-      let w1 = ws[(tx + 16u) * BKV + kk];
-      let w2 = ws[(tx + 32u) * BKV + kk];
-      let w3 = ws[(tx + 48u) * BKV + kk];
+      let w0 = ws[kk * BN + tx];
+      let w1 = ws[kk * BN + tx + 16u];
+      let w2 = ws[kk * BN + tx + 32u];
+      let w3 = ws[kk * BN + tx + 48u];
       for (var i = 0u; i < TM; i++) {
         let xa = xs[(ty + 16u * i) * BKV + kk];
         acc[i] += vec4<f32>(dot(xa, w0), dot(xa, w1), dot(xa, w2), dot(xa, w3));

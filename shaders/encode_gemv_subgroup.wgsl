@@ -54,8 +54,20 @@ fn main(
           a1.w += dot(w.lo, X[xb + 7u * vpr]) + dot(w.hi, X[xb + 7u * vpr + 1u]);
         }
       }
-      let s0 = subgroupAdd(a0);
-      let s1 = subgroupAdd(a1);
+      // Reduce only the lanes the token block uses (TB is constant: the rest compiles away);
+      // with short rows (dIn 1536) the reduction is a visible share of a row's work.
+      var s0 = vec4<f32>(0.0);
+      var s1 = vec4<f32>(0.0);
+      if (TB == 1u) {
+        s0.x = subgroupAdd(a0.x);
+      } else if (TB == 2u) {
+        s0 = vec4<f32>(subgroupAdd(a0.xy), 0.0, 0.0);
+      } else {
+        s0 = subgroupAdd(a0);
+      }
+      if (TB > 4u) {
+        s1 = subgroupAdd(a1);
+      }
       if (lane == 0u) {
         for (var j = 0u; j < TB; j++) {
           let t = t0 + j;

@@ -33,7 +33,7 @@ describe('WGSL kernels vs PyTorch golden fixtures (lavapipe)', () => {
     await withGpu(ctx, { features, limits: 'default' }, async ({ device }) => {
       const sae = await Sae.create(
         { config: c.config, weights: c.weights },
-        { backend: 'webgpu', device, gemvMaxTokens, disableFeatures: (['shader-f16', 'subgroups'] as const).filter((f) => !features.includes(f)) },
+        { backend: 'webgpu', device, gemvMaxTokens, f16Loads: features.includes('shader-f16') ? 'native' : 'packed', disableFeatures: (['shader-f16', 'subgroups'] as const).filter((f) => !features.includes(f)) },
       );
       try {
         const { codes, xHat, metrics } = await sae.reconstruct(c.x, { tokens: c.tokens });

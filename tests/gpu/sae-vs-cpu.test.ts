@@ -67,6 +67,7 @@ describe('GPU encode/decode matches the CPU reference', () => {
         device,
         ...(c.maxShardBytes !== undefined ? { maxShardBytes: c.maxShardBytes } : {}),
         ...(c.kernels === 'gemm' ? { gemvMaxTokens: 0 } : {}),
+        f16Loads: c.features.includes('shader-f16') ? 'native' : 'packed',
         disableFeatures: (['shader-f16', 'subgroups'] as const).filter((f) => !c.features.includes(f)),
       });
       try {

@@ -48,7 +48,7 @@ export class EncodeKernel {
     const caps = ctx.capabilities;
     this.variant = options.variant;
     this.#maxGrid = caps.maxWorkgroupsPerDimension;
-    const features = { f16: caps.f16 && weights.dtype === 'f16', subgroups: caps.subgroups };
+    const features = { f16: caps.nativeF16Weights && weights.dtype === 'f16', subgroups: caps.subgroups };
     const act = options.jumprelu ? 1 : 0;
     const access = weightAccess(weights.dtype, features);
     let built;

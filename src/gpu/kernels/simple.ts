@@ -60,7 +60,7 @@ export function topkSelectKernel(ctx: GpuContext): Kernel {
 
 /** shaders/decode_sparse.wgsl — bindings: params, W shard, offsets, indices, values, b_dec, transform, x_hat. */
 export function decodeSparseKernel(ctx: GpuContext, dtype: WeightDtype): Kernel {
-  const f16 = ctx.capabilities.f16 && dtype === 'f16';
+  const f16 = ctx.capabilities.nativeF16Weights && dtype === 'f16';
   return buildKernel(
     ctx,
     'decodeSparse',
