@@ -9,7 +9,7 @@ import type { SaeConfig } from '../sae/config.js';
 import type { SparseCodes } from '../sae/codes.js';
 import { decoderOf, type SaeWeights } from '../sae/weights.js';
 import type { GpuContext } from '../gpu/device.js';
-import { EncodeKernel, tokenBlockFor } from '../gpu/kernels/encode.js';
+import { EncodeKernel, gemmWorkgroupBytes, tokenBlockFor } from '../gpu/kernels/encode.js';
 import { decodeSparseKernel, metricsKernel, prepareInputKernel, topkSelectKernel, type Kernel } from '../gpu/kernels/simple.js';
 import { bindGroup, BufferPool, GrowableBuffer, roundUp } from '../gpu/resources.js';
 import { uploadSharded, type ShardedMatrix } from '../gpu/sharded-weights.js';
@@ -27,6 +27,8 @@ export interface GpuBackendOptions {
   readonly gemvMaxTokens?: number;
   /** GEMV threads per feature row. */
   readonly gemvWorkgroupSize?: number;
+  /** Features per tile of the 64-token GEMM (default: 128 where workgroup memory allows). */
+  readonly gemmFeatureTile?: 64 | 128;
 }
 
 interface Scratch {
@@ -109,7 +111,10 @@ export class GpuBackend implements SaeBackend {
           ...(options.gemvWorkgroupSize !== undefined ? { workgroupSize: options.gemvWorkgroupSize } : {}),
         });
     this.#gemm = new EncodeKernel(ctx, this.encoder, { variant: 'gemm', jumprelu, tokenRows: 2 });
-    this.#gemm64 = new EncodeKernel(ctx, this.encoder, { variant: 'gemm', jumprelu, tokenRows: 4 });
+    // 128-feature tiles halve the workgroup-memory reads per multiply-add; they need 24 KiB,
+    // above the 16 KiB every WebGPU device guarantees, so only where the device grants it.
+    const wide = options.gemmFeatureTile ?? (caps.maxWorkgroupStorageSize >= gemmWorkgroupBytes(4, 128) ? 128 : 64);
+    this.#gemm64 = new EncodeKernel(ctx, this.encoder, { variant: 'gemm', jumprelu, tokenRows: 4, featureTile: wide });
     this.#prepare = prepareInputKernel(ctx, config.inputNorm, config.applyBDecToInput);
     this.#select = topkSelectKernel(ctx);
     this.#decode = decodeSparseKernel(ctx, this.decoder.dtype);

@@ -20,6 +20,8 @@ interface Case {
   maxShardBytes?: number;
   /** 'default': GEMV up to 8 tokens, tiled GEMM above; 'gemm': the GEMM for every T (tiles mostly empty). */
   kernels?: 'default' | 'gemm';
+  /** 'adapter' grants lavapipe's 32 KiB of workgroup memory, which enables 128-feature GEMM tiles. */
+  limits?: 'default' | 'adapter';
 }
 
 const cases: Case[] = [];
@@ -45,6 +47,8 @@ cases.push(
   { name: 'batchtopk tied bf16 T=1', config: { architecture: 'batchtopk', dIn: 96, dSae: 1000, k: 16, tied: true, weightDtype: 'bf16' }, tokens: 1, features: [] },
   { name: 'relu f32 T=7 gemv', kernels: 'default', config: { architecture: 'relu', dIn: 100, dSae: 700, weightDtype: 'f32', applyBDecToInput: true }, tokens: 7, features: ['subgroups'] },
   { name: 'batchtopk f16 T=64 gemm', kernels: 'default', config: { architecture: 'batchtopk', dIn: 96, dSae: 1000, k: 16, weightDtype: 'f16' }, tokens: 64, features: ['shader-f16'] },
+  { name: 'topk f32 T=64, 128-feature GEMM tiles', limits: 'adapter', config: { architecture: 'topk', dIn: 200, dSae: 1531, k: 24, weightDtype: 'f32', applyBDecToInput: true }, tokens: 64, features: [] },
+  { name: 'jumprelu bf16 T=40, 128-feature GEMM tiles', limits: 'adapter', config: { architecture: 'jumprelu', dIn: 96, dSae: 1000, weightDtype: 'bf16' }, tokens: 40, features: ['subgroups'] },
   { name: 'topk k=300 (above the fused select) T=5', config: { architecture: 'topk', dIn: 64, dSae: 2000, k: 300, weightDtype: 'f32' }, tokens: 5, features: [] },
   { name: 'relu f32 T=7', config: { architecture: 'relu', dIn: 100, dSae: 700, weightDtype: 'f32', applyBDecToInput: true }, tokens: 7, features: [] },
   { name: 'jumprelu f16 T=9', config: { architecture: 'jumprelu', dIn: 96, dSae: 1000, weightDtype: 'f16' }, tokens: 9, features: ['shader-f16'] },
@@ -61,7 +65,7 @@ describe('GPU encode/decode matches the CPU reference', () => {
     if (c.tokens > 2 && c.config.applyBDecToInput === true) x.set(weights.b_dec, 2 * c.config.dIn);
     // one non-finite row: no features, reported
     if (c.tokens > 4) x[4 * c.config.dIn + 3] = NaN;
-    await withGpu(ctx, { features: c.features, limits: 'default' }, async ({ device }) => {
+    await withGpu(ctx, { features: c.features, limits: c.limits ?? 'default' }, async ({ device }) => {
       const sae = await Sae.create({ config: c.config, weights }, {
         backend: 'webgpu',
         device,

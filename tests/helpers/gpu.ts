@@ -59,6 +59,7 @@ export async function withGpu(ctx: TestContext, options: HarnessOptions, fn: (h:
   if (options.limits === 'adapter') {
     requiredLimits['maxStorageBufferBindingSize'] = adapter.limits.maxStorageBufferBindingSize;
     requiredLimits['maxBufferSize'] = adapter.limits.maxBufferSize;
+    requiredLimits['maxComputeWorkgroupStorageSize'] = adapter.limits.maxComputeWorkgroupStorageSize;
   }
   const device = await adapter.requestDevice({ requiredFeatures: [...wanted], requiredLimits });
   const live = new Set<GPUBuffer>();

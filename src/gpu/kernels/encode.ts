@@ -4,7 +4,7 @@
  * - `gemv-subgroup` (shaders/encode_gemv_subgroup.wgsl): one subgroup per row, tokens in
  *   blocks of TB — the streaming path when the device has `subgroups`;
  * - `gemv` (shaders/encode_gemv.wgsl): one workgroup per row, barrier reduction — without subgroups;
- * - `gemm` (shaders/encode_gemm.wgsl): (16·TM) × 64 workgroup tiles for many tokens.
+ * - `gemm` (shaders/encode_gemm.wgsl): (16·TM) × (64 or 128) workgroup tiles for many tokens.
  */
 import type { GpuContext } from '../device.js';
 import { encodeIo, reduction, weightAccess } from '../shaders.js';
@@ -25,6 +25,13 @@ export interface EncodeKernelOptions {
   readonly tokenBlock?: 1 | 2 | 4 | 8;
   /** Token rows per thread of `gemm` (tile of 16·TM tokens): 2 or 4. */
   readonly tokenRows?: 2 | 4;
+  /** Features per `gemm` tile: 64, or 128 (needs gemmWorkgroupBytes(TM, 128) of workgroup memory). */
+  readonly featureTile?: 64 | 128;
+}
+
+/** Workgroup memory of a `gemm` tile: 32-float slices of 16·TM tokens and `featureTile` rows. */
+export function gemmWorkgroupBytes(tokenRows: 2 | 4, featureTile: 64 | 128): number {
+  return (16 * tokenRows + featureTile) * 8 * 16;
 }
 
 /** Picks the token block of the subgroup GEMV for T tokens. */
@@ -63,9 +70,10 @@ export class EncodeKernel {
       const constants = { WG: options.workgroupSize ?? 64, ACT: act };
       built = buildKernel(ctx, 'encodeGemv', weights.dtype, LAYOUT, [encodeIo, access, reduction(features)], features, constants);
     } else {
-      this.#rowsPerWorkgroup = 64;
+      this.#rowsPerWorkgroup = options.featureTile ?? 64;
       this.#tokensPerTile = 16 * (options.tokenRows ?? 2);
-      built = buildKernel(ctx, 'encodeGemm', weights.dtype, LAYOUT, [encodeIo, access], { f16: features.f16 }, { ACT: act, TM: options.tokenRows ?? 2 });
+      const constants = { ACT: act, TM: options.tokenRows ?? 2, BN: options.featureTile ?? 64 };
+      built = buildKernel(ctx, 'encodeGemm', weights.dtype, LAYOUT, [encodeIo, access], { f16: features.f16 }, constants);
     }
     this.layout = built.layout;
     this.pipeline = built.pipeline;
@@ -73,7 +81,7 @@ export class EncodeKernel {
 
   /** Workgroup grid for a shard of `rows` rows and `tokens` tokens. */
   grid(rows: number, tokens: number): { x: number; y: number } {
-    if (this.variant === 'gemm') return { x: Math.ceil(rows / 64), y: Math.ceil(tokens / this.#tokensPerTile) };
+    if (this.variant === 'gemm') return { x: Math.ceil(rows / this.#rowsPerWorkgroup), y: Math.ceil(tokens / this.#tokensPerTile) };
     const blocks = Math.ceil(rows / this.#rowsPerWorkgroup);
     const x = Math.min(blocks, this.#maxGrid);
     return { x, y: Math.ceil(blocks / x) };
