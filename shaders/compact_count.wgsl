@@ -8,6 +8,7 @@
 //   mode 2 (nonzero: JumpReLU, whose encode already wrote pre·(pre > threshold)): greater =
 //          finite values != 0.
 // Tokens whose transform record has .z > 0 (non-finite input) count nothing.
+// Needs lib/select_keys.wgsl prepended.
 
 const WG: u32 = 256u;
 
@@ -33,31 +34,6 @@ struct SelectState {
 
 var<workgroup> red: array<vec2<u32>, WG>;
 
-// Positive floats (denormals and +Inf included) order like their bit patterns; ≤ 0 and NaN map
-// to 0. A bit test, not `v > 0.0`: GPUs that flush denormals would drop values the CPU keeps.
-fn key_of(v: f32) -> u32 {
-  let u = bitcast<u32>(v);
-  return select(0u, u, u - 1u < 0x7f800000u);
-}
-
-fn is_finite(v: f32) -> bool {
-  // exponent all ones = Inf or NaN; a bit test survives fast-math compilers that fold v != v
-  return (bitcast<u32>(v) & 0x7f800000u) != 0x7f800000u;
-}
-
-// (greater, equal) contribution of one value under the keep rule.
-fn classify(v: f32, thr: u32) -> vec2<u32> {
-  if (P.mode == 0u) {
-    let key = key_of(v);
-    return vec2<u32>(select(0u, 1u, key > thr), select(0u, 1u, key == thr && key != 0u));
-  }
-  if (P.mode == 1u) {
-    return vec2<u32>(select(0u, 1u, key_of(v) != 0u), 0u);
-  }
-  // nonzero: any sign, not ±0 (bit test, denormals count), finite
-  return vec2<u32>(select(0u, 1u, (bitcast<u32>(v) & 0x7fffffffu) != 0u && is_finite(v)), 0u);
-}
-
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let t = wg.x;
@@ -69,7 +45,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let base = t * P.d_sae;
   var c = vec2<u32>(0u);
   for (var i = lid; i < n; i += WG) {
-    c += classify(pre[base + i], thr);
+    c += classify(pre[base + i], thr, P.mode);
   }
   red[lid] = c;
   workgroupBarrier();

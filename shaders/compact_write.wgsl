@@ -6,9 +6,10 @@
 // the budget compact_scan.wgsl granted, so the lowest indices win (as in topk_select.wgsl).
 // (Staging tiles in workgroup memory for coalesced reads was tried: on lavapipe its per-tile
 // barriers cost far more than the uncoalesced chunk reads saved.)
-// Keep rules and modes as in compact_count.wgsl, whose counts the scan used — classify() must
-// be the same in both files.
+// Keep rules: classify() in lib/select_keys.wgsl, shared with compact_count.wgsl, whose counts
+// the scan used.
 // The host sorts each token's list by value afterwards (value descending, index ascending).
+// Needs lib/select_keys.wgsl prepended.
 
 const WG: u32 = 256u;
 
@@ -36,29 +37,6 @@ struct SelectState {
 @group(0) @binding(7) var<storage, read_write> out_values: array<f32>;     // [nnz]
 
 var<workgroup> scan: array<vec2<u32>, WG>;
-
-// Positive floats (denormals and +Inf included) order like their bit patterns; ≤ 0 and NaN map
-// to 0. A bit test, not `v > 0.0`: GPUs that flush denormals would drop values the CPU keeps.
-fn key_of(v: f32) -> u32 {
-  let u = bitcast<u32>(v);
-  return select(0u, u, u - 1u < 0x7f800000u);
-}
-
-fn is_finite(v: f32) -> bool {
-  return (bitcast<u32>(v) & 0x7f800000u) != 0x7f800000u;
-}
-
-fn classify(v: f32, thr: u32) -> vec2<u32> {
-  if (P.mode == 0u) {
-    let key = key_of(v);
-    return vec2<u32>(select(0u, 1u, key > thr), select(0u, 1u, key == thr && key != 0u));
-  }
-  if (P.mode == 1u) {
-    return vec2<u32>(select(0u, 1u, key_of(v) != 0u), 0u);
-  }
-  // nonzero: any sign, not ±0 (bit test, denormals count), finite
-  return vec2<u32>(select(0u, 1u, (bitcast<u32>(v) & 0x7fffffffu) != 0u && is_finite(v)), 0u);
-}
 
 // Exclusive scan of (greater, equal) pairs over the workgroup; uniform control flow only.
 fn exclusive_scan2(v: vec2<u32>, lid: u32) -> vec2<u32> {
@@ -93,7 +71,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let end = min(begin + chunk, n);
   var c = vec2<u32>(0u);
   for (var i = begin; i < end; i++) {
-    c += classify(pre[base + i], thr);
+    c += classify(pre[base + i], thr, P.mode);
   }
   // One scan gives both the output slot and the tie rank: the ties kept before this thread are
   // the first `budget` tie candidates in index order, so kept-before = greater-before +
@@ -107,7 +85,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   var out = offsets[t] + before.x + min(rank, budget);
   for (var i = begin; i < end; i++) {
     let v = pre[base + i];
-    let cls = classify(v, thr);
+    let cls = classify(v, thr, P.mode);
     var keep = cls.x == 1u;
     if (cls.y == 1u) {
       keep = rank < budget;

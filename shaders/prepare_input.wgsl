@@ -4,7 +4,7 @@
 // row padded to dInPad, and the per-token inverse transform that decode applies. A row holding
 // a NaN or ±Inf is flagged in `transform` (selection then gives it no features) and written as
 // zeros, so no NaN reaches kernels that compilers may build with fast-math.
-// Needs a reduce_*.wgsl (workgroup_sum4) prepended.
+// Needs lib/select_keys.wgsl (is_finite) and a reduce_*.wgsl (workgroup_sum4) prepended.
 
 override WG: u32 = 256u;
 override NORM: u32 = 0u;       // 0: none, 1: constant-norm-rescale, 2: layer-norm
@@ -25,11 +25,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> sae_in: array<f32>;    // [T][dInPad]
 // Per token: (outScale, outShift, nonFinite flag, unused): decode returns x̂·outScale + outShift.
 @group(0) @binding(4) var<storage, read_write> transform: array<vec4<f32>>;
-
-fn is_finite(v: f32) -> bool {
-  // exponent all ones = Inf or NaN; bit test survives fast-math compilers that fold v != v
-  return (bitcast<u32>(v) & 0x7f800000u) != 0x7f800000u;
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

@@ -9,6 +9,7 @@
 // updates, so the 4 rounds run as 8 dispatches in one pass with no uniform rewrites between.
 // Keys: positive floats order like their bit patterns; ≤ 0 and NaN map to 0 and never count.
 // Tokens whose transform record has .z > 0 (non-finite input, prepare_input.wgsl) are skipped.
+// Needs lib/select_keys.wgsl prepended.
 
 override WG: u32 = 256u;
 
@@ -34,13 +35,6 @@ struct SelectState {
 @group(0) @binding(4) var<storage, read_write> hist: array<atomic<u32>>;   // [selections][256]
 
 var<workgroup> local_hist: array<atomic<u32>, 256>;
-
-// Positive floats (denormals and +Inf included) order like their bit patterns; ≤ 0 and NaN map
-// to 0. A bit test, not `v > 0.0`: GPUs that flush denormals would drop values the CPU keeps.
-fn key_of(v: f32) -> u32 {
-  let u = bitcast<u32>(v);
-  return select(0u, u, u - 1u < 0x7f800000u);
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

@@ -3,8 +3,9 @@
 // 256-bin histogram in workgroup memory), which yields the exact k-th largest key; a final pass
 // gathers everything above it plus the lowest-index ties, and a bitonic sort of ≤ 256 entries
 // orders them by value descending, index ascending (the SparseCodes order).
-// ReLU is part of the selection: only positive values get a non-zero key, so NaN, zeros and
-// negatives are never selected and a token with fewer than k positives yields fewer codes.
+// ReLU is part of the selection: only positive values get a non-zero key (key_of), so NaN,
+// zeros and negatives are never selected and a token with fewer than k positives yields fewer
+// codes. Needs lib/select_keys.wgsl prepended.
 
 const WG: u32 = 256u;
 const KMAX: u32 = 256u;
@@ -30,11 +31,6 @@ var<workgroup> scan_eq: array<u32, WG>;
 var<workgroup> cand_key: array<u32, KMAX>;
 var<workgroup> cand_idx: array<u32, KMAX>;
 var<workgroup> sel: vec3<u32>; // (prefix, remaining, fewer-than-k flag)
-
-// Positive floats order like their bit patterns; everything else (≤ 0, NaN) maps to 0.
-fn key_of(v: f32) -> u32 {
-  return select(0u, bitcast<u32>(v), v > 0.0);
-}
 
 // true when (ka, ia) comes before (kb, ib): value descending, index ascending
 fn before(ka: u32, ia: u32, kb: u32, ib: u32) -> bool {

@@ -12,6 +12,7 @@ import weightsF16Packed from '../../shaders/lib/weights_f16_packed.wgsl?raw';
 import reduceShared from '../../shaders/lib/reduce_shared.wgsl?raw';
 import reduceSubgroup from '../../shaders/lib/reduce_subgroup.wgsl?raw';
 import encodeIoLib from '../../shaders/lib/encode_io.wgsl?raw';
+import selectKeysLib from '../../shaders/lib/select_keys.wgsl?raw';
 import encodeGemv from '../../shaders/encode_gemv.wgsl?raw';
 import encodeGemvSubgroup from '../../shaders/encode_gemv_subgroup.wgsl?raw';
 import encodeGemm from '../../shaders/encode_gemm.wgsl?raw';
@@ -49,6 +50,9 @@ export interface ShaderFeatures {
   readonly f16: boolean;
   readonly subgroups: boolean;
 }
+
+/** key_of, is_finite and the keep rules shared by the selection kernels and prepare_input. */
+export const selectKeys: string = selectKeysLib;
 
 /** Params, bindings and activation shared by the encode kernels. */
 export const encodeIo: string = encodeIoLib;

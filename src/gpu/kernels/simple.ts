@@ -5,7 +5,7 @@
 import type { GpuContext } from '../device.js';
 import type { InputNorm } from '../../sae/config.js';
 import type { WeightDtype } from '../../sae/dtype.js';
-import { composeShader, reduction, weightAccess } from '../shaders.js';
+import { composeShader, reduction, selectKeys, weightAccess } from '../shaders.js';
 import { computeLayout, makePipeline, type BindingKind } from '../resources.js';
 
 export interface Kernel {
@@ -46,7 +46,7 @@ const NORM_CODE: Record<InputNorm, number> = { none: 0, 'constant-norm-rescale':
 /** shaders/prepare_input.wgsl — bindings: params, x, b_dec, sae_in, transform. */
 export function prepareInputKernel(ctx: GpuContext, norm: InputNorm, subtractBDec: boolean): Kernel {
   const f = ctx.capabilities;
-  return buildKernel(ctx, 'prepareInput', 'f32', ['uniform', 'read', 'read', 'rw', 'rw'], [reduction(f)], { subgroups: f.subgroups }, {
+  return buildKernel(ctx, 'prepareInput', 'f32', ['uniform', 'read', 'read', 'rw', 'rw'], [selectKeys, reduction(f)], { subgroups: f.subgroups }, {
     WG: 256,
     NORM: NORM_CODE[norm],
     SUB_B_DEC: subtractBDec ? 1 : 0,
@@ -55,7 +55,7 @@ export function prepareInputKernel(ctx: GpuContext, norm: InputNorm, subtractBDe
 
 /** shaders/topk_select.wgsl — bindings: params, pre, top_indices, top_acts, counts, transform. */
 export function topkSelectKernel(ctx: GpuContext): Kernel {
-  return buildKernel(ctx, 'topkSelect', 'f32', ['uniform', 'read', 'rw', 'rw', 'rw', 'read'], [], {}, {});
+  return buildKernel(ctx, 'topkSelect', 'f32', ['uniform', 'read', 'rw', 'rw', 'rw', 'read'], [selectKeys], {}, {});
 }
 
 /** shaders/decode_sparse.wgsl — bindings: params, W shard, offsets, indices, values, b_dec, transform, x_hat. */
@@ -80,7 +80,7 @@ export function metricsKernel(ctx: GpuContext): Kernel {
 
 /** shaders/select_histogram.wgsl — bindings: params, pre, transform, state, hist. */
 export function selectHistogramKernel(ctx: GpuContext): Kernel {
-  return buildKernel(ctx, 'selectHistogram', 'f32', ['uniform', 'read', 'read', 'read', 'rw'], [], {}, { WG: 256 });
+  return buildKernel(ctx, 'selectHistogram', 'f32', ['uniform', 'read', 'read', 'read', 'rw'], [selectKeys], {}, { WG: 256 });
 }
 
 /** shaders/select_bin.wgsl — bindings: params, transform, hist, state. */
@@ -90,7 +90,7 @@ export function selectBinKernel(ctx: GpuContext): Kernel {
 
 /** shaders/compact_count.wgsl — bindings: params, pre, transform, state, counts. */
 export function compactCountKernel(ctx: GpuContext): Kernel {
-  return buildKernel(ctx, 'compactCount', 'f32', ['uniform', 'read', 'read', 'read', 'rw'], [], {}, {});
+  return buildKernel(ctx, 'compactCount', 'f32', ['uniform', 'read', 'read', 'read', 'rw'], [selectKeys], {}, {});
 }
 
 /** shaders/compact_scan.wgsl — bindings: params, counts, state, offsets, budgets. */
@@ -100,5 +100,5 @@ export function compactScanKernel(ctx: GpuContext): Kernel {
 
 /** shaders/compact_write.wgsl — bindings: params, pre, transform, state, offsets, budgets, out_indices, out_values. */
 export function compactWriteKernel(ctx: GpuContext): Kernel {
-  return buildKernel(ctx, 'compactWrite', 'f32', ['uniform', 'read', 'read', 'read', 'read', 'read', 'rw', 'rw'], [], {}, {});
+  return buildKernel(ctx, 'compactWrite', 'f32', ['uniform', 'read', 'read', 'read', 'read', 'read', 'rw', 'rw'], [selectKeys], {}, {});
 }
