@@ -97,12 +97,13 @@ export class GpuBackend implements SaeBackend {
       throw err;
     }
     const rowBytes = Math.max(this.encoder.dInPad * 4, config.dSae * 4);
-    this.maxTokensPerPass = Math.max(1, Math.floor(limit / rowBytes));
+    // sae_in is allocated in whole blocks of 8 tokens (the subgroup GEMV reads full blocks)
+    const fit = Math.floor(limit / rowBytes);
+    this.maxTokensPerPass = Math.max(1, fit >= 8 ? fit - (fit % 8) : fit);
     const jumprelu = config.architecture === 'jumprelu';
     this.#jumprelu = jumprelu;
     this.#gemvWorkgroupSize = options.gemvWorkgroupSize;
     this.#gemvMaxTokens = options.gemvMaxTokens ?? 8;
-
     this.#gemv = caps.subgroups
       ? undefined
       : new EncodeKernel(ctx, this.encoder, {
