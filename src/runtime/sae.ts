@@ -20,6 +20,11 @@ export type BackendChoice = 'webgpu' | 'cpu' | 'auto';
 export interface SaeOptions extends GpuContextOptions, GpuBackendOptions {
   /** 'auto' (default): WebGPU when an adapter exists, else the CPU reference. */
   readonly backend?: BackendChoice;
+  /**
+   * Run one zero-vector encode and decode inside `create` (default true), so shader compilation
+   * (2–3 s on SwiftShader) happens while loading, not on the first streamed token.
+   */
+  readonly warmup?: boolean;
 }
 
 export interface EncodeOptions {
@@ -59,9 +64,13 @@ export class Sae {
       }
       throw err;
     }
+    let backend: GpuBackend | undefined;
     try {
-      return new Sae(config, new GpuBackend(ctx, config, source.weights, options), ctx);
+      backend = new GpuBackend(ctx, config, source.weights, options);
+      if (options.warmup ?? true) await backend.decode(await backend.encode(new Float32Array(config.dIn), 1));
+      return new Sae(config, backend, ctx);
     } catch (err) {
+      backend?.destroy();
       ctx.release();
       throw err;
     }
