@@ -50,3 +50,8 @@ export class DestroyedError extends LoupeError {
 export class SafetensorsError extends LoupeError {
   override name = 'SafetensorsError';
 }
+
+/** A PyTorch checkpoint is malformed, truncated, or names a pickle global Loupe refuses to load. */
+export class TorchCheckpointError extends LoupeError {
+  override name = 'TorchCheckpointError';
+}

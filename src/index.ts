@@ -19,4 +19,5 @@ export { type WeightDtype, bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from './sa
 export { referenceEncode, decodeCodes, reconstructionMetrics, type ReconstructionMetrics } from './sae/reference/index.js';
 export { GpuContext, type GpuContextOptions, type GpuCapabilities, type LimitsMode } from './gpu/device.js';
 export { readSafetensors, type SafetensorsFile, type SafetensorsTensor, type SafetensorsDtype } from './formats/safetensors.js';
+export { readTorchCheckpoint, type TorchTensor } from './formats/torch.js';
 export * from './errors.js';

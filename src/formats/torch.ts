@@ -1,0 +1,192 @@
+/**
+ * `readTorchCheckpoint`: the tensors of a `torch.save` zip (state dicts, nested dicts, or a bare
+ * tensor) without running any Python: the pickle is read by the restricted unpickler
+ * (pickle.ts), which only knows `torch._utils._rebuild_tensor_v2`, `_rebuild_parameter`, the
+ * typed `torch.*Storage` classes and `collections.OrderedDict`. Storage offsets and arbitrary
+ * strides (e.g. a transposed view saved as is) are honoured; contiguous, aligned tensors are
+ * zero-copy views of the file's bytes.
+ */
+import { TorchCheckpointError } from '../errors.js';
+import { PickleGlobal, PickleObject, PickleTuple, unpickle, type PickleValue } from './pickle.js';
+import type { SafetensorsDtype, SafetensorsTensor, TensorData } from './safetensors.js';
+import { readZipDirectory, readZipEntry } from './zip.js';
+
+/** A tensor of a checkpoint: the same shape as a safetensors tensor. */
+export type TorchTensor = SafetensorsTensor;
+
+const STORAGES: Record<string, { dtype: SafetensorsDtype; size: number }> = {
+  FloatStorage: { dtype: 'F32', size: 4 },
+  HalfStorage: { dtype: 'F16', size: 2 },
+  BFloat16Storage: { dtype: 'BF16', size: 2 },
+  DoubleStorage: { dtype: 'F64', size: 8 },
+  LongStorage: { dtype: 'I64', size: 8 },
+  IntStorage: { dtype: 'I32', size: 4 },
+  ShortStorage: { dtype: 'I16', size: 2 },
+  CharStorage: { dtype: 'I8', size: 1 },
+  ByteStorage: { dtype: 'U8', size: 1 },
+  BoolStorage: { dtype: 'BOOL', size: 1 },
+};
+
+const ALLOWED = new Set([
+  'torch._utils._rebuild_tensor_v2',
+  'torch._utils._rebuild_parameter',
+  'collections.OrderedDict',
+  ...Object.keys(STORAGES).map((s) => `torch.${s}`),
+]);
+
+interface StorageRef {
+  readonly kind: 'storage';
+  readonly key: string;
+  readonly dtype: SafetensorsDtype;
+  readonly size: number;
+  readonly numel: number;
+}
+
+interface TensorRef {
+  readonly kind: 'tensor';
+  readonly storage: StorageRef;
+  readonly offset: number;
+  readonly shape: number[];
+  readonly stride: number[];
+}
+
+function ints(v: PickleValue | undefined, what: string): number[] {
+  const items = v instanceof PickleTuple ? v.items : Array.isArray(v) ? v : undefined;
+  if (items === undefined || !items.every((x) => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0)) {
+    throw new TorchCheckpointError(`_rebuild_tensor_v2: ${what} must be a tuple of non-negative integers.`);
+  }
+  return items as number[];
+}
+
+function refOf(v: PickleValue | undefined): unknown {
+  return v instanceof PickleObject ? v.value : undefined;
+}
+
+function isTensorRef(x: unknown): x is TensorRef {
+  return typeof x === 'object' && x !== null && (x as { kind?: unknown }).kind === 'tensor';
+}
+
+function typedView(dtype: SafetensorsDtype, buf: ArrayBuffer, offset: number, n: number): TensorData {
+  switch (dtype) {
+    case 'F64': return new Float64Array(buf, offset, n);
+    case 'F32': return new Float32Array(buf, offset, n);
+    case 'F16':
+    case 'BF16': return new Uint16Array(buf, offset, n);
+    case 'I64': return new BigInt64Array(buf, offset, n);
+    case 'I32': return new Int32Array(buf, offset, n);
+    case 'I16': return new Int16Array(buf, offset, n);
+    case 'I8': return new Int8Array(buf, offset, n);
+    case 'U8':
+    case 'BOOL': return new Uint8Array(buf, offset, n);
+  }
+}
+
+/** Materialises one tensor from its storage bytes: a view when contiguous and aligned, else a gather. */
+function materialise(ref: TensorRef, storage: Uint8Array, name: string): TorchTensor {
+  const { dtype, size } = ref.storage;
+  const numel = ref.shape.reduce((a, b) => a * b, 1);
+  if (ref.shape.length !== ref.stride.length) throw new TorchCheckpointError(`Tensor "${name}": shape and stride have different ranks.`);
+  let maxIndex = ref.offset;
+  for (let d = 0; d < ref.shape.length; d++) maxIndex += ((ref.shape[d] ?? 1) - 1) * (ref.stride[d] ?? 0);
+  if (numel > 0 && (maxIndex + 1) * size > storage.byteLength) {
+    throw new TorchCheckpointError(`Tensor "${name}" reaches element ${maxIndex} of a storage holding ${storage.byteLength / size}; the checkpoint is corrupt or truncated.`);
+  }
+  let contiguous = true;
+  let expect = 1;
+  for (let d = ref.shape.length - 1; d >= 0; d--) {
+    if ((ref.shape[d] ?? 1) !== 1 && ref.stride[d] !== expect) contiguous = false;
+    expect *= ref.shape[d] ?? 1;
+  }
+  const byteStart = storage.byteOffset + ref.offset * size;
+  if (contiguous && byteStart % size === 0) {
+    return { dtype, shape: ref.shape, data: typedView(dtype, storage.buffer as ArrayBuffer, byteStart, numel) };
+  }
+  // Strided or unaligned: copy element by element (bytes) into a fresh contiguous buffer.
+  const out = new Uint8Array(numel * size);
+  const idx = new Array<number>(ref.shape.length).fill(0);
+  for (let i = 0; i < numel; i++) {
+    let src = ref.offset;
+    for (let d = 0; d < idx.length; d++) src += (idx[d] ?? 0) * (ref.stride[d] ?? 0);
+    out.set(storage.subarray(src * size, src * size + size), i * size);
+    for (let d = idx.length - 1; d >= 0; d--) {
+      idx[d] = (idx[d] ?? 0) + 1;
+      if ((idx[d] ?? 0) < (ref.shape[d] ?? 1)) break;
+      idx[d] = 0;
+    }
+  }
+  return { dtype, shape: ref.shape, data: typedView(dtype, out.buffer, 0, numel) };
+}
+
+/**
+ * Reads a `torch.save` checkpoint (the zip format of PyTorch ≥ 1.6). Returns its tensors by
+ * name: state-dict keys, nested dicts joined with '.', and '' for a file that holds one bare
+ * tensor. Throws `TorchCheckpointError` for anything else, including any pickle global outside
+ * the allowlist (nothing named in the file is ever called).
+ */
+export async function readTorchCheckpoint(bytes: ArrayBuffer | Uint8Array): Promise<Record<string, TorchTensor>> {
+  const u8 = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+  const entries = readZipDirectory(u8);
+  const pkl = [...entries.keys()].find((n) => n.endsWith('/data.pkl') || n === 'data.pkl');
+  if (pkl === undefined) throw new TorchCheckpointError('The zip has no data.pkl: not a torch.save checkpoint.');
+  const prefix = pkl.slice(0, pkl.length - 'data.pkl'.length);
+  const byteorder = entries.get(`${prefix}byteorder`);
+  if (byteorder !== undefined) {
+    const order = new TextDecoder().decode(await readZipEntry(u8, byteorder)).trim();
+    if (order !== 'little') throw new TorchCheckpointError(`The checkpoint was saved ${order}-endian; Loupe reads little-endian checkpoints only.`);
+  }
+  const pklEntry = entries.get(pkl);
+  if (pklEntry === undefined) throw new TorchCheckpointError('data.pkl vanished from the zip directory.');
+  const root = unpickle(await readZipEntry(u8, pklEntry), {
+    allowGlobal: (module, name) => ALLOWED.has(`${module}.${name}`),
+    persistentLoad: (pid) => {
+      const t = pid instanceof PickleTuple ? pid.items : undefined;
+      const [tag, type, key, , numel] = t ?? [];
+      if (tag !== 'storage' || !(type instanceof PickleGlobal) || typeof key !== 'string' || typeof numel !== 'number') {
+        throw new TorchCheckpointError('A persistent id is not a torch storage reference.');
+      }
+      const info = STORAGES[type.name];
+      if (info === undefined) throw new TorchCheckpointError(`Unsupported storage type ${type.qualified}.`);
+      const ref: StorageRef = { kind: 'storage', key, dtype: info.dtype, size: info.size, numel };
+      return new PickleObject(ref);
+    },
+    reduce: (fn, args) => {
+      switch (fn.qualified) {
+        case 'collections.OrderedDict':
+          return new Map();
+        case 'torch._utils._rebuild_parameter':
+          return args[0] ?? null;
+        case 'torch._utils._rebuild_tensor_v2': {
+          const storage = refOf(args[0]) as StorageRef | undefined;
+          if (storage?.kind !== 'storage') throw new TorchCheckpointError('_rebuild_tensor_v2 without a storage.');
+          const offset = args[1];
+          if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0) throw new TorchCheckpointError('_rebuild_tensor_v2: bad storage offset.');
+          const ref: TensorRef = { kind: 'tensor', storage, offset, shape: ints(args[2], 'size'), stride: ints(args[3], 'stride') };
+          return new PickleObject(ref);
+        }
+        default:
+          throw new TorchCheckpointError(`Loupe does not construct ${fn.qualified}.`);
+      }
+    },
+  });
+  const refs = new Map<string, TensorRef>();
+  const walk = (v: PickleValue, name: string): void => {
+    const r = refOf(v);
+    if (isTensorRef(r)) refs.set(name, r);
+    else if (v instanceof Map) for (const [k, child] of v) walk(child, name === '' ? String(k) : `${name}.${String(k)}`);
+  };
+  walk(root, '');
+  if (refs.size === 0) throw new TorchCheckpointError('The checkpoint holds no tensors.');
+  const storages = new Map<string, Uint8Array>();
+  const out: Record<string, TorchTensor> = {};
+  for (const [name, ref] of refs) {
+    let data = storages.get(ref.storage.key);
+    if (data === undefined) {
+      const entry = entries.get(`${prefix}data/${ref.storage.key}`);
+      if (entry === undefined) throw new TorchCheckpointError(`Storage ${ref.storage.key} of tensor "${name}" is missing from the zip.`);
+      data = await readZipEntry(u8, entry);
+      storages.set(ref.storage.key, data);
+    }
+    out[name] = materialise(ref, data, name);
+  }
+  return out;
+}
