@@ -2,6 +2,7 @@
  * sae-loupe: sparse autoencoders on WebGPU, with a CPU reference behind the same API.
  */
 export { Sae, createSae, type SaeOptions, type EncodeOptions, type BackendChoice } from './runtime/sae.js';
+export { loadSae, type SaeFiles, type LoadSaeOptions } from './runtime/load.js';
 export type { SaeInput, Reconstruction } from './runtime/backend.js';
 export { TOPK_MAX_K } from './runtime/gpu-backend.js';
 export {
