@@ -6,6 +6,7 @@
 // in per-token mode each token has its own ties_needed; ReLU / nonzero have no ties.
 // kept[t] = greater[t] + budget[t], and offsets are the exclusive scan of kept. Tokens are
 // scanned in blocks of WG with a running carry, so T is not limited by the workgroup size.
+// Needs lib/select_keys.wgsl (SelectState) prepended.
 
 const WG: u32 = 256u;
 
@@ -14,13 +15,6 @@ struct Params {
   mode: u32,
   per_token: u32,
   _pad: u32,
-}
-
-struct SelectState {
-  threshold: u32,
-  ties_needed: u32,
-  flag: u32,
-  round: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -68,9 +62,9 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     var budget = 0u;
     if (P.mode == 0u && t < P.tokens) {
       if (P.per_token == 1u) {
-        budget = min(c.y, state[t].ties_needed);
+        budget = min(c.y, state[t].rank);
       } else {
-        let need = state[0].ties_needed;
+        let need = state[0].rank;
         budget = min(c.y, need - min(need, eq_before));
       }
     }

@@ -9,28 +9,10 @@
 // Keep rules: classify() in lib/select_keys.wgsl, shared with compact_count.wgsl, whose counts
 // the scan used.
 // The host sorts each token's list by value afterwards (value descending, index ascending).
-// Needs lib/select_keys.wgsl prepended.
+// Needs lib/select_keys.wgsl and lib/compact_io.wgsl prepended.
 
 const WG: u32 = 256u;
 
-struct Params {
-  d_sae: u32,
-  tokens: u32,
-  mode: u32,
-  per_token: u32,
-}
-
-struct SelectState {
-  threshold: u32,
-  ties_needed: u32,
-  flag: u32,
-  round: u32,
-}
-
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> pre: array<f32>;                  // [T][dSae]
-@group(0) @binding(2) var<storage, read> transform: array<vec4<f32>>;      // [T]
-@group(0) @binding(3) var<storage, read> state: array<SelectState>;        // [selections]
 @group(0) @binding(4) var<storage, read> offsets: array<u32>;              // [T + 1]
 @group(0) @binding(5) var<storage, read> budgets: array<u32>;              // [T]
 @group(0) @binding(6) var<storage, read_write> out_indices: array<u32>;    // [nnz]
@@ -63,7 +45,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     return;
   }
   let n = select(P.d_sae, 0u, transform[t].z > 0.0);
-  let thr = state[select(0u, t, P.per_token == 1u)].threshold;
+  let thr = state[select(0u, t, P.per_token == 1u)].key;
   let budget = budgets[t];
   let base = t * P.d_sae;
   let chunk = (n + WG - 1u) / WG;

@@ -3,7 +3,7 @@
 // the prefix, subtract the keys in higher bins from the rank still to find, and clear the
 // histogram for the next round. One workgroup per selection (1 in batch mode, T in per-token
 // mode), one thread per bin: a suffix scan over the bins gives each bin's "keys above" count in
-// 8 barrier steps. After 4 rounds `prefix` is the exact threshold key and `remaining` the
+// 8 barrier steps. After 4 rounds `key` is the exact threshold key and `rank` the
 // number of keys equal to it to take (ties, taken in flattened index order by the compaction).
 // K is computed here in round 0 so the host needs no readback: batch mode keeps k per finite
 // token (k × T'), per-token mode keeps k. Decided early:
@@ -14,6 +14,7 @@
 //           pass over the values) are skipped. With continuous data this is common by round 2.
 // After round 4 the state holds (threshold key, ties needed) for every flag: keep keys above
 // the threshold key, plus the first `ties needed` keys equal to it in flattened index order.
+// Needs lib/select_keys.wgsl (SelectState) prepended.
 
 const WG: u32 = 256u;
 
@@ -22,13 +23,6 @@ struct Params {
   tokens: u32,
   per_token: u32,
   _pad: u32,
-}
-
-struct SelectState {
-  prefix: u32,
-  remaining: u32,
-  flag: u32,
-  round: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -81,7 +75,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   }
   let total = suffix[WG - 1u];
   let k_total = P.k * atomicLoad(&finite_tokens);
-  let remaining = select(st.remaining, k_total, st.round == 0u);
+  let remaining = select(st.rank, k_total, st.round == 0u);
   let above = suffix[lid] - h;
   // Exactly one bin satisfies this when 1 ≤ remaining ≤ total.
   if (st.flag == 0u && remaining > 0u && above < remaining && suffix[lid] >= remaining) {
@@ -99,25 +93,25 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         next.flag = 1u;
       } else {
         let shift = 24u - 8u * st.round;
-        next.prefix = st.prefix | (chosen.x << shift);
-        next.remaining = remaining - chosen.y;
-        if (chosen.z == next.remaining && st.round < 3u) {
+        next.key = st.key | (chosen.x << shift);
+        next.rank = remaining - chosen.y;
+        if (chosen.z == next.rank && st.round < 3u) {
           // Keys ≥ prefix (lower digits 0) are exactly the K largest: threshold = prefix − 1
           // (kept: key > threshold). A prefix of 0 (denormal keys) means every positive key.
           next.flag = 3u;
-          next.prefix = max(next.prefix, 1u) - 1u;
-          next.remaining = 0u;
+          next.key = max(next.key, 1u) - 1u;
+          next.rank = 0u;
         }
       }
     }
     if (next.round == 4u) {
       // Final form read by the compaction kernels: (threshold key, ties needed).
       if (next.flag == 1u) {
-        next.prefix = 0u;
-        next.remaining = 0u;
+        next.key = 0u;
+        next.rank = 0u;
       } else if (next.flag == 2u) {
-        next.prefix = 0xffffffffu;
-        next.remaining = 0u;
+        next.key = 0xffffffffu;
+        next.rank = 0u;
       }
     }
     state[s] = next;

@@ -20,14 +20,6 @@ struct Params {
   chunk: u32,     // values per workgroup along dSae
 }
 
-// Per selection: (prefix | threshold key, remaining rank | ties needed, flag, round).
-struct SelectState {
-  prefix: u32,
-  remaining: u32,
-  flag: u32,
-  round: u32,
-}
-
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> pre: array<f32>;                  // [T][dSae]
 @group(0) @binding(2) var<storage, read> transform: array<vec4<f32>>;      // [T]
@@ -58,7 +50,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     // Strided by thread so neighbouring threads read neighbouring values.
     for (var i = begin + lid; i < end; i += WG) {
       let key = key_of(pre[base + i]);
-      if (key != 0u && (key & mask) == st.prefix) {
+      if (key != 0u && (key & mask) == st.key) {
         atomicAdd(&local_hist[(key >> shift) & 0xffu], 1u);
       }
     }

@@ -1,5 +1,17 @@
-// Keys and keep rules shared by the selection kernels (topk_select, select_histogram,
-// compact_count, compact_write) and the finiteness test of prepare_input.
+// Keys, keep rules and the radix-select state shared by the selection kernels (topk_select,
+// select_histogram, select_bin, compact_*) and the finiteness test of prepare_input.
+
+// One radix selection's state (select_bin writes it, the other passes read it). During the
+// four rounds `key` is the key prefix chosen so far and `rank` the rank still to place inside
+// it; after round 4, `key` is the threshold key and `rank` the number of ties at it to keep.
+// flag: 0 selecting, 1 fewer positives than k (keep all), 2 k = 0 (keep none), 3 stopped early.
+struct SelectState {
+  key: u32,
+  rank: u32,
+  flag: u32,
+  round: u32,
+}
+
 
 // Order-preserving key of an activation: positive floats (denormals and +Inf included) order like
 // their bit patterns; ≤ 0 and NaN map to 0, which is how ReLU and NaN drop out of every

@@ -28,24 +28,27 @@ export interface SafetensorsFile {
   readonly metadata: Record<string, string>;
 }
 
-function view(dtype: SafetensorsDtype, buf: ArrayBuffer, offset: number, bytes: number): TensorData {
-  const n = bytes / DTYPE_SIZE[dtype];
-  const aligned = offset % DTYPE_SIZE[dtype] === 0;
-  // Unaligned data (legal in the format) is copied once so typed arrays can view it.
-  const src = aligned ? buf : buf.slice(offset, offset + bytes);
-  const o = aligned ? offset : 0;
+/** A typed array of `n` elements of `dtype` over `buf` at `offset` (which must be aligned). */
+export function typedArrayOf(dtype: SafetensorsDtype, buf: ArrayBuffer, offset: number, n: number): TensorData {
   switch (dtype) {
-    case 'F64': return new Float64Array(src, o, n);
-    case 'F32': return new Float32Array(src, o, n);
+    case 'F64': return new Float64Array(buf, offset, n);
+    case 'F32': return new Float32Array(buf, offset, n);
     case 'F16':
-    case 'BF16': return new Uint16Array(src, o, n);
-    case 'I64': return new BigInt64Array(src, o, n);
-    case 'I32': return new Int32Array(src, o, n);
-    case 'I16': return new Int16Array(src, o, n);
-    case 'I8': return new Int8Array(src, o, n);
+    case 'BF16': return new Uint16Array(buf, offset, n);
+    case 'I64': return new BigInt64Array(buf, offset, n);
+    case 'I32': return new Int32Array(buf, offset, n);
+    case 'I16': return new Int16Array(buf, offset, n);
+    case 'I8': return new Int8Array(buf, offset, n);
     case 'U8':
-    case 'BOOL': return new Uint8Array(src, o, n);
+    case 'BOOL': return new Uint8Array(buf, offset, n);
   }
+}
+
+function view(dtype: SafetensorsDtype, buf: ArrayBuffer, offset: number, bytes: number): TensorData {
+  const size = DTYPE_SIZE[dtype];
+  // Unaligned data (legal in the format) is copied once so typed arrays can view it.
+  if (offset % size === 0) return typedArrayOf(dtype, buf, offset, bytes / size);
+  return typedArrayOf(dtype, buf.slice(offset, offset + bytes), 0, bytes / size);
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

@@ -8,7 +8,7 @@
  */
 import { TorchCheckpointError } from '../errors.js';
 import { PickleGlobal, PickleObject, PickleTuple, unpickle, type PickleValue } from './pickle.js';
-import type { SafetensorsDtype, SafetensorsTensor, TensorData } from './safetensors.js';
+import { typedArrayOf, type SafetensorsDtype, type SafetensorsTensor } from './safetensors.js';
 import { readZipDirectory, readZipEntry } from './zip.js';
 
 /** A tensor of a checkpoint: the same shape as a safetensors tensor. */
@@ -66,21 +66,6 @@ function isTensorRef(x: unknown): x is TensorRef {
   return typeof x === 'object' && x !== null && (x as { kind?: unknown }).kind === 'tensor';
 }
 
-function typedView(dtype: SafetensorsDtype, buf: ArrayBuffer, offset: number, n: number): TensorData {
-  switch (dtype) {
-    case 'F64': return new Float64Array(buf, offset, n);
-    case 'F32': return new Float32Array(buf, offset, n);
-    case 'F16':
-    case 'BF16': return new Uint16Array(buf, offset, n);
-    case 'I64': return new BigInt64Array(buf, offset, n);
-    case 'I32': return new Int32Array(buf, offset, n);
-    case 'I16': return new Int16Array(buf, offset, n);
-    case 'I8': return new Int8Array(buf, offset, n);
-    case 'U8':
-    case 'BOOL': return new Uint8Array(buf, offset, n);
-  }
-}
-
 /** Materialises one tensor from its storage bytes: a view when contiguous and aligned, else a gather. */
 function materialise(ref: TensorRef, storage: Uint8Array, name: string): TorchTensor {
   const { dtype, size } = ref.storage;
@@ -99,7 +84,7 @@ function materialise(ref: TensorRef, storage: Uint8Array, name: string): TorchTe
   }
   const byteStart = storage.byteOffset + ref.offset * size;
   if (contiguous && byteStart % size === 0) {
-    return { dtype, shape: ref.shape, data: typedView(dtype, storage.buffer as ArrayBuffer, byteStart, numel) };
+    return { dtype, shape: ref.shape, data: typedArrayOf(dtype, storage.buffer as ArrayBuffer, byteStart, numel) };
   }
   // Strided or unaligned: copy element by element (bytes) into a fresh contiguous buffer.
   const out = new Uint8Array(numel * size);
@@ -114,7 +99,7 @@ function materialise(ref: TensorRef, storage: Uint8Array, name: string): TorchTe
       idx[d] = 0;
     }
   }
-  return { dtype, shape: ref.shape, data: typedView(dtype, out.buffer, 0, numel) };
+  return { dtype, shape: ref.shape, data: typedArrayOf(dtype, out.buffer, 0, numel) };
 }
 
 /**

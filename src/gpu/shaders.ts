@@ -13,6 +13,7 @@ import reduceShared from '../../shaders/lib/reduce_shared.wgsl?raw';
 import reduceSubgroup from '../../shaders/lib/reduce_subgroup.wgsl?raw';
 import encodeIoLib from '../../shaders/lib/encode_io.wgsl?raw';
 import selectKeysLib from '../../shaders/lib/select_keys.wgsl?raw';
+import compactIoLib from '../../shaders/lib/compact_io.wgsl?raw';
 import encodeGemv from '../../shaders/encode_gemv.wgsl?raw';
 import encodeGemvSubgroup from '../../shaders/encode_gemv_subgroup.wgsl?raw';
 import encodeGemm from '../../shaders/encode_gemm.wgsl?raw';
@@ -51,8 +52,11 @@ export interface ShaderFeatures {
   readonly subgroups: boolean;
 }
 
-/** key_of, is_finite and the keep rules shared by the selection kernels and prepare_input. */
+/** key_of, is_finite, the keep rules and SelectState, shared by the selection kernels and prepare_input. */
 export const selectKeys: string = selectKeysLib;
+
+/** Params and inputs shared by compact_count and compact_write. */
+export const compactIo: string = compactIoLib;
 
 /** Params, bindings and activation shared by the encode kernels. */
 export const encodeIo: string = encodeIoLib;

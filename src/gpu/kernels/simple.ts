@@ -5,7 +5,7 @@
 import type { GpuContext } from '../device.js';
 import type { InputNorm } from '../../sae/config.js';
 import type { WeightDtype } from '../../sae/dtype.js';
-import { composeShader, reduction, selectKeys, weightAccess } from '../shaders.js';
+import { compactIo, composeShader, reduction, selectKeys, weightAccess } from '../shaders.js';
 import { computeLayout, makePipeline, type BindingKind } from '../resources.js';
 
 export interface Kernel {
@@ -85,20 +85,20 @@ export function selectHistogramKernel(ctx: GpuContext): Kernel {
 
 /** shaders/select_bin.wgsl — bindings: params, transform, hist, state. */
 export function selectBinKernel(ctx: GpuContext): Kernel {
-  return buildKernel(ctx, 'selectBin', 'f32', ['uniform', 'read', 'rw', 'rw'], [], {}, {});
+  return buildKernel(ctx, 'selectBin', 'f32', ['uniform', 'read', 'rw', 'rw'], [selectKeys], {}, {});
 }
 
 /** shaders/compact_count.wgsl — bindings: params, pre, transform, state, counts. */
 export function compactCountKernel(ctx: GpuContext): Kernel {
-  return buildKernel(ctx, 'compactCount', 'f32', ['uniform', 'read', 'read', 'read', 'rw'], [selectKeys], {}, {});
+  return buildKernel(ctx, 'compactCount', 'f32', ['uniform', 'read', 'read', 'read', 'rw'], [selectKeys, compactIo], {}, {});
 }
 
 /** shaders/compact_scan.wgsl — bindings: params, counts, state, offsets, budgets. */
 export function compactScanKernel(ctx: GpuContext): Kernel {
-  return buildKernel(ctx, 'compactScan', 'f32', ['uniform', 'read', 'read', 'rw', 'rw'], [], {}, {});
+  return buildKernel(ctx, 'compactScan', 'f32', ['uniform', 'read', 'read', 'rw', 'rw'], [selectKeys], {}, {});
 }
 
 /** shaders/compact_write.wgsl — bindings: params, pre, transform, state, offsets, budgets, out_indices, out_values. */
 export function compactWriteKernel(ctx: GpuContext): Kernel {
-  return buildKernel(ctx, 'compactWrite', 'f32', ['uniform', 'read', 'read', 'read', 'read', 'read', 'rw', 'rw'], [selectKeys], {}, {});
+  return buildKernel(ctx, 'compactWrite', 'f32', ['uniform', 'read', 'read', 'read', 'read', 'read', 'rw', 'rw'], [selectKeys, compactIo], {}, {});
 }
