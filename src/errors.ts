@@ -55,3 +55,8 @@ export class SafetensorsError extends LoupeError {
 export class TorchCheckpointError extends LoupeError {
   override name = 'TorchCheckpointError';
 }
+
+/** An SAE's files could not be fetched or found (HTTP status, missing file, unreadable folder). */
+export class SaeSourceError extends LoupeError {
+  override name = 'SaeSourceError';
+}

@@ -2,7 +2,10 @@
  * sae-loupe: sparse autoencoders on WebGPU, with a CPU reference behind the same API.
  */
 export { Sae, createSae, type SaeOptions, type EncodeOptions, type BackendChoice } from './runtime/sae.js';
-export { loadSae, type SaeFiles, type LoadSaeOptions } from './runtime/load.js';
+export { loadSae, type SaeFiles, type SaeSource, type LoadSaeOptions, type LoadProgress } from './runtime/load.js';
+export { SAE_FORMATS, type SaeFormatName } from './sae/loaders/plan.js';
+export { readSafetensorsHeader, type RemoteHeader } from './io/range.js';
+export { CACHE_NAME as SAE_CACHE_NAME } from './io/cache.js';
 export type { SaeInput, Reconstruction } from './runtime/backend.js';
 export { TOPK_MAX_K } from './runtime/gpu-backend.js';
 export {
@@ -19,6 +22,6 @@ export type { SaeWeights, WeightMatrix } from './sae/weights.js';
 export { type WeightDtype, bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from './sae/dtype.js';
 export { referenceEncode, decodeCodes, reconstructionMetrics, type ReconstructionMetrics } from './sae/reference/index.js';
 export { GpuContext, type GpuContextOptions, type GpuCapabilities, type LimitsMode } from './gpu/device.js';
-export { readSafetensors, type SafetensorsFile, type SafetensorsTensor, type SafetensorsDtype } from './formats/safetensors.js';
+export { readSafetensors, parseSafetensorsHeader, type SafetensorsEntry, type SafetensorsFile, type SafetensorsTensor, type SafetensorsDtype } from './formats/safetensors.js';
 export { readTorchCheckpoint, type TorchTensor } from './formats/torch.js';
 export * from './errors.js';

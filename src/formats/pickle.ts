@@ -71,10 +71,18 @@ export function unpickle(data: Uint8Array, hooks: UnpickleHooks): PickleValue {
   const u32 = (): number => (need(4), (p += 4), view.getUint32(p - 4, true));
   const i32 = (): number => (need(4), (p += 4), view.getInt32(p - 4, true));
   const bytes = (k: number): Uint8Array => (need(k), (p += k), data.subarray(p - k, p));
+  // A fatal decoder throws a bare TypeError on bad UTF-8; report it as a corrupt stream instead.
+  const text = (b: Uint8Array): string => {
+    try {
+      return decoder.decode(b);
+    } catch {
+      return fail(`text that is not valid UTF-8 (${b.length} bytes)`);
+    }
+  };
   const line = (): string => {
     const end = data.indexOf(0x0a, p);
     if (end < 0) fail('unterminated text line');
-    const s = decoder.decode(data.subarray(p, end));
+    const s = text(data.subarray(p, end));
     p = end + 1;
     return s;
   };
@@ -134,9 +142,9 @@ export function unpickle(data: Uint8Array, hooks: UnpickleHooks): PickleValue {
         break;
       }
       case 0x47: need(8); stack.push(view.getFloat64(p, false)); p += 8; break; // BINFLOAT (big-endian)
-      case 0x58: stack.push(decoder.decode(bytes(u32()))); break; // BINUNICODE
-      case 0x8c: stack.push(decoder.decode(bytes(u8()))); break; // SHORT_BINUNICODE
-      case 0x8d: { need(8); const n = Number(view.getBigUint64(p, true)); p += 8; stack.push(decoder.decode(bytes(n))); break; } // BINUNICODE8
+      case 0x58: stack.push(text(bytes(u32()))); break; // BINUNICODE
+      case 0x8c: stack.push(text(bytes(u8()))); break; // SHORT_BINUNICODE
+      case 0x8d: { need(8); const n = Number(view.getBigUint64(p, true)); p += 8; stack.push(text(bytes(n))); break; } // BINUNICODE8
       case 0x43: stack.push(bytes(u8())); break; // SHORT_BINBYTES
       case 0x42: stack.push(bytes(u32())); break; // BINBYTES
       case 0x29: stack.push(new PickleTuple([])); break; // EMPTY_TUPLE
@@ -147,7 +155,13 @@ export function unpickle(data: Uint8Array, hooks: UnpickleHooks): PickleValue {
       case 0x5d: stack.push([]); break; // EMPTY_LIST
       case 0x6c: stack.push(popMark()); break; // LIST
       case 0x61: { const v = pop(); const l = top(); if (!Array.isArray(l)) fail('APPEND to a non-list'); (l as PickleValue[]).push(v); break; } // APPEND
-      case 0x65: { const items = popMark(); const l = top(); if (!Array.isArray(l)) fail('APPENDS to a non-list'); (l as PickleValue[]).push(...items); break; } // APPENDS
+      case 0x65: { // APPENDS; a loop, because push(...items) overflows the call stack for ~100k items
+        const items = popMark();
+        const l = top();
+        if (!Array.isArray(l)) fail('APPENDS to a non-list');
+        for (const item of items) (l as PickleValue[]).push(item);
+        break;
+      }
       case 0x7d: stack.push(new Map()); break; // EMPTY_DICT
       case 0x64: { const m = new Map<PickleKey, PickleValue>(); setItems(m, popMark()); stack.push(m); break; } // DICT
       case 0x73: { const v = pop(); const k = pop(); setItems(top(), [k, v]); break; } // SETITEM

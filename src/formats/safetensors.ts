@@ -51,6 +51,20 @@ function view(dtype: SafetensorsDtype, buf: ArrayBuffer, offset: number, bytes: 
   return typedArrayOf(dtype, buf.slice(offset, offset + bytes), 0, bytes / size);
 }
 
+/**
+ * A header value for an error message, as JSON cut to a readable length. JSON.parse nests without
+ * limit but JSON.stringify recurses, so a hostile `[[[…]]]` would otherwise end in a RangeError.
+ */
+function shown(v: unknown): string {
+  let s: string;
+  try {
+    s = JSON.stringify(v) ?? String(v);
+  } catch {
+    s = `${Array.isArray(v) ? 'an array' : 'an object'} nested too deeply to print`;
+  }
+  return s.length > 120 ? `${s.slice(0, 120)}…` : s;
+}
+
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -70,18 +84,45 @@ export function readSafetensors(bytes: ArrayBuffer | Uint8Array): SafetensorsFil
     );
   }
   const n = Number(headerLen);
+  const { entries, metadata } = parseSafetensorsHeader(new Uint8Array(buf, 8, n), buf.byteLength - 8 - n);
+  const dataStart = 8 + n;
+  const tensors: Record<string, SafetensorsTensor> = {};
+  for (const e of entries) {
+    // defineProperty, not assignment: a tensor named "__proto__" would otherwise replace the result's prototype.
+    Object.defineProperty(tensors, e.name, {
+      value: { dtype: e.dtype, shape: e.shape, data: view(e.dtype, buf, dataStart + e.begin, e.end - e.begin) },
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  return { tensors, metadata };
+}
+
+/** One tensor entry of a safetensors header; offsets are relative to the data section. */
+export interface SafetensorsEntry {
+  readonly name: string;
+  readonly dtype: SafetensorsDtype;
+  readonly shape: readonly number[];
+  readonly begin: number;
+  readonly end: number;
+}
+
+/**
+ * Checks a safetensors JSON header (the N bytes after the length field) and returns its
+ * entries sorted by offset. `dataLen` is the size of the data section when known; streaming
+ * readers that do not know it yet pass undefined and check for truncation as bytes arrive.
+ */
+export function parseSafetensorsHeader(json: Uint8Array, dataLen: number | undefined): { entries: SafetensorsEntry[]; metadata: Record<string, string> } {
   let header: unknown;
   try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(new Uint8Array(buf, 8, n)));
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(json));
   } catch (cause) {
     throw new SafetensorsError(`The safetensors header is not valid UTF-8 JSON (${String(cause)}).`, { cause });
   }
   if (!isRecord(header)) throw new SafetensorsError('The safetensors header must be a JSON object of tensor entries.');
-  const dataStart = 8 + n;
-  const dataLen = buf.byteLength - dataStart;
-  const tensors: Record<string, SafetensorsTensor> = {};
   let metadata: Record<string, string> = {};
-  const ranges: Array<[number, number, string]> = [];
+  const ranges: SafetensorsEntry[] = [];
   for (const [name, entry] of Object.entries(header)) {
     if (name === '__metadata__') {
       if (!isRecord(entry) || !Object.values(entry).every((v) => typeof v === 'string')) {
@@ -92,36 +133,41 @@ export function readSafetensors(bytes: ArrayBuffer | Uint8Array): SafetensorsFil
     }
     if (!isRecord(entry)) throw new SafetensorsError(`Tensor "${name}": entry must be an object with dtype, shape, data_offsets.`);
     const { dtype, shape, data_offsets: offsets } = entry;
-    if (typeof dtype !== 'string' || !(dtype in DTYPE_SIZE)) {
-      throw new SafetensorsError(`Tensor "${name}": dtype ${JSON.stringify(dtype)} is not supported. Should be one of: ${Object.keys(DTYPE_SIZE).join(', ')}.`);
+    // hasOwn, not `in`: "toString" or "__proto__" are `in` every object.
+    if (typeof dtype !== 'string' || !Object.hasOwn(DTYPE_SIZE, dtype)) {
+      throw new SafetensorsError(`Tensor "${name}": dtype ${shown(dtype)} is not supported. Should be one of: ${Object.keys(DTYPE_SIZE).join(', ')}.`);
     }
     if (!Array.isArray(shape) || !shape.every((d): d is number => Number.isSafeInteger(d) && (d as number) >= 0)) {
-      throw new SafetensorsError(`Tensor "${name}": shape must be an array of non-negative integers, got ${JSON.stringify(shape)}.`);
+      throw new SafetensorsError(`Tensor "${name}": shape must be an array of non-negative integers, got ${shown(shape)}.`);
     }
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o): o is number => Number.isSafeInteger(o) && (o as number) >= 0)) {
-      throw new SafetensorsError(`Tensor "${name}": data_offsets must be [begin, end] integers, got ${JSON.stringify(offsets)}.`);
+      throw new SafetensorsError(`Tensor "${name}": data_offsets must be [begin, end] integers, got ${shown(offsets)}.`);
     }
     const [begin, end] = offsets as [number, number];
     const dt = dtype as SafetensorsDtype;
     const count = shape.reduce((a: number, b: number) => a * b, 1);
-    if (end < begin || end > dataLen) {
-      throw new SafetensorsError(`Tensor "${name}": data_offsets [${begin}, ${end}] lie outside the ${dataLen}-byte data section. The file is truncated or corrupt.`);
+    if (end < begin || (dataLen !== undefined && end > dataLen)) {
+      throw new SafetensorsError(`Tensor "${name}": data_offsets [${begin}, ${end}] lie outside the ${dataLen ?? '?'}-byte data section. The file is truncated or corrupt.`);
     }
     if (end - begin !== count * DTYPE_SIZE[dt]) {
       throw new SafetensorsError(
         `Tensor "${name}": shape [${shape.join(', ')}] × ${dt} needs ${count * DTYPE_SIZE[dt]} bytes, but data_offsets span ${end - begin}.`,
       );
     }
-    ranges.push([begin, end, name]);
-    tensors[name] = { dtype: dt, shape: shape as number[], data: view(dt, buf, dataStart + begin, end - begin) };
+    ranges.push({ name, dtype: dt, shape: shape as number[], begin, end });
   }
-  ranges.sort((a, b) => a[0] - b[0]);
+  ranges.sort((a, b) => a.begin - b.begin);
   for (let i = 1; i < ranges.length; i++) {
     const prev = ranges[i - 1];
     const cur = ranges[i];
-    if (prev !== undefined && cur !== undefined && cur[0] < prev[1]) {
-      throw new SafetensorsError(`Tensors "${prev[2]}" and "${cur[2]}" overlap in the data section; the file is corrupt.`);
+    if (prev !== undefined && cur !== undefined && cur.begin < prev.end) {
+      throw new SafetensorsError(`Tensors "${prev.name}" and "${cur.name}" overlap in the data section; the file is corrupt.`);
     }
   }
-  return { tensors, metadata };
+  return { entries: ranges, metadata };
+}
+
+/** Byte size of one element of a safetensors dtype. */
+export function dtypeSize(dtype: SafetensorsDtype): number {
+  return DTYPE_SIZE[dtype];
 }

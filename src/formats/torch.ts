@@ -7,7 +7,7 @@
  * zero-copy views of the file's bytes.
  */
 import { TorchCheckpointError } from '../errors.js';
-import { PickleGlobal, PickleObject, PickleTuple, unpickle, type PickleValue } from './pickle.js';
+import { PickleGlobal, PickleObject, PickleTuple, unpickle, type PickleKey, type PickleValue } from './pickle.js';
 import { typedArrayOf, type SafetensorsDtype, type SafetensorsTensor } from './safetensors.js';
 import { readZipDirectory, readZipEntry } from './zip.js';
 
@@ -34,7 +34,12 @@ const ALLOWED = new Set([
   ...Object.keys(STORAGES).map((s) => `torch.${s}`),
 ]);
 
-interface StorageRef {
+/** Limits that only hostile files reach: see `materialise` and `tensorRefsOf`. */
+const MAX_RANK = 64;
+const MAX_DICT_DEPTH = 1000;
+const MAX_DICT_ENTRIES = 1_000_000;
+
+export interface StorageRef {
   readonly kind: 'storage';
   readonly key: string;
   readonly dtype: SafetensorsDtype;
@@ -42,7 +47,7 @@ interface StorageRef {
   readonly numel: number;
 }
 
-interface TensorRef {
+export interface TensorRef {
   readonly kind: 'tensor';
   readonly storage: StorageRef;
   readonly offset: number;
@@ -67,14 +72,27 @@ function isTensorRef(x: unknown): x is TensorRef {
 }
 
 /** Materialises one tensor from its storage bytes: a view when contiguous and aligned, else a gather. */
-function materialise(ref: TensorRef, storage: Uint8Array, name: string): TorchTensor {
+export function materialise(ref: TensorRef, storage: Uint8Array, name: string): TorchTensor {
   const { dtype, size } = ref.storage;
   const numel = ref.shape.reduce((a, b) => a * b, 1);
   if (ref.shape.length !== ref.stride.length) throw new TorchCheckpointError(`Tensor "${name}": shape and stride have different ranks.`);
+  // The gather below costs rank × numel; real tensors have a handful of dimensions.
+  if (ref.shape.length > MAX_RANK) {
+    throw new TorchCheckpointError(`Tensor "${name}" has ${ref.shape.length} dimensions; Loupe reads at most ${MAX_RANK}. The checkpoint is corrupt or hostile. Re-save the weights with torch.save(model.state_dict()) or as safetensors.`);
+  }
+  // An empty tensor reads no storage, so its offset may lie anywhere; a view there would throw a RangeError.
+  if (numel === 0) return { dtype, shape: ref.shape, data: typedArrayOf(dtype, new ArrayBuffer(0), 0, 0) };
   let maxIndex = ref.offset;
   for (let d = 0; d < ref.shape.length; d++) maxIndex += ((ref.shape[d] ?? 1) - 1) * (ref.stride[d] ?? 0);
   if (numel > 0 && (maxIndex + 1) * size > storage.byteLength) {
     throw new TorchCheckpointError(`Tensor "${name}" reaches element ${maxIndex} of a storage holding ${storage.byteLength / size}; the checkpoint is corrupt or truncated.`);
+  }
+  // Without overlap, a strided view has at most as many elements as its storage. Overlapping views
+  // (stride 0, as from expand()) would let a one-element storage claim 10^18 elements to allocate.
+  if (numel * size > storage.byteLength) {
+    throw new TorchCheckpointError(
+      `Tensor "${name}" has ${numel} elements but its storage holds ${Math.floor(storage.byteLength / size)}: overlapping views (stride 0, e.g. from expand()) are not supported. Save tensor.contiguous() instead.`,
+    );
   }
   let contiguous = true;
   let expect = 1;
@@ -121,7 +139,30 @@ export async function readTorchCheckpoint(bytes: ArrayBuffer | Uint8Array): Prom
   }
   const pklEntry = entries.get(pkl);
   if (pklEntry === undefined) throw new TorchCheckpointError('data.pkl vanished from the zip directory.');
-  const root = unpickle(await readZipEntry(u8, pklEntry), {
+  const refs = tensorRefsOf(await readZipEntry(u8, pklEntry));
+  const storages = new Map<string, Uint8Array>();
+  const out: Record<string, TorchTensor> = {};
+  for (const [name, ref] of refs) {
+    let data = storages.get(ref.storage.key);
+    if (data === undefined) {
+      const entry = entries.get(`${prefix}data/${ref.storage.key}`);
+      if (entry === undefined) throw new TorchCheckpointError(`Storage ${ref.storage.key} of tensor "${name}" is missing from the zip.`);
+      data = await readZipEntry(u8, entry);
+      storages.set(ref.storage.key, data);
+    }
+    // defineProperty, not assignment: a tensor named "__proto__" would otherwise replace the result's prototype.
+    Object.defineProperty(out, name, { value: materialise(ref, data, name), enumerable: true, writable: true, configurable: true });
+  }
+  return out;
+}
+
+/**
+ * The tensors a checkpoint's data.pkl describes (storage key, dtype, offset, shape, stride), by
+ * name — without their data. The streaming loader uses this to route storage bytes as they
+ * arrive; `readTorchCheckpoint` to materialise them from a file in memory.
+ */
+export function tensorRefsOf(pkl: Uint8Array): Map<string, TensorRef> {
+  const root = unpickle(pkl, {
     allowGlobal: (module, name) => ALLOWED.has(`${module}.${name}`),
     persistentLoad: (pid) => {
       const t = pid instanceof PickleTuple ? pid.items : undefined;
@@ -154,24 +195,30 @@ export async function readTorchCheckpoint(bytes: ArrayBuffer | Uint8Array): Prom
     },
   });
   const refs = new Map<string, TensorRef>();
-  const walk = (v: PickleValue, name: string): void => {
+  // Memo references (BINGET) let a hostile pickle make a dict contain itself, nest dicts deeper than
+  // the call stack, or hold one dict twice at every level (2^64 names from 65 dicts): bound all three.
+  const open = new Set<Map<PickleKey, PickleValue>>();
+  let visited = 0;
+  const at = (name: string): string => (name.length > 80 ? `${name.slice(0, 80)}…` : name);
+  const walk = (v: PickleValue, name: string, depth: number): void => {
     const r = refOf(v);
     if (isTensorRef(r)) refs.set(name, r);
-    else if (v instanceof Map) for (const [k, child] of v) walk(child, name === '' ? String(k) : `${name}.${String(k)}`);
-  };
-  walk(root, '');
-  if (refs.size === 0) throw new TorchCheckpointError('The checkpoint holds no tensors.');
-  const storages = new Map<string, Uint8Array>();
-  const out: Record<string, TorchTensor> = {};
-  for (const [name, ref] of refs) {
-    let data = storages.get(ref.storage.key);
-    if (data === undefined) {
-      const entry = entries.get(`${prefix}data/${ref.storage.key}`);
-      if (entry === undefined) throw new TorchCheckpointError(`Storage ${ref.storage.key} of tensor "${name}" is missing from the zip.`);
-      data = await readZipEntry(u8, entry);
-      storages.set(ref.storage.key, data);
+    else if (v instanceof Map) {
+      if (open.has(v)) throw new TorchCheckpointError(`The checkpoint has a dict that contains itself (at "${at(name)}"); a state dict is a tree. The file is corrupt or hostile. Re-save the weights with torch.save(model.state_dict()) or as safetensors.`);
+      if (depth >= MAX_DICT_DEPTH) {
+        throw new TorchCheckpointError(`The checkpoint's dicts are nested more than ${MAX_DICT_DEPTH} dicts deep (at "${at(name)}"); a state dict has a few levels. The file is corrupt or hostile. Re-save the weights with torch.save(model.state_dict()) or as safetensors.`);
+      }
+      open.add(v);
+      for (const [k, child] of v) {
+        if (++visited > MAX_DICT_ENTRIES) {
+          throw new TorchCheckpointError(`The checkpoint's dicts hold more than ${MAX_DICT_ENTRIES} entries (a shared dict counts once per place it appears); the file is corrupt or hostile. Re-save the weights with torch.save(model.state_dict()) or as safetensors.`);
+        }
+        walk(child, name === '' ? String(k) : `${name}.${String(k)}`, depth + 1);
+      }
+      open.delete(v);
     }
-    out[name] = materialise(ref, data, name);
-  }
-  return out;
+  };
+  walk(root, '', 0);
+  if (refs.size === 0) throw new TorchCheckpointError('The checkpoint holds no tensors.');
+  return refs;
 }

@@ -64,6 +64,13 @@ export function readZipDirectory(bytes: Uint8Array): Map<string, ZipEntry> {
     const extraLen = view.getUint16(p + 30, true);
     const commentLen = view.getUint16(p + 32, true);
     let localOffset = view.getUint32(p + 42, true);
+    // The variable-length tail is read field by field below; it must lie inside the file first.
+    const tail = nameLen + extraLen + commentLen;
+    if (p + 46 + tail > n) {
+      throw new TorchCheckpointError(
+        `ZIP central directory entry ${e} runs past the end of the file: its name, extra field and comment need ${tail} bytes, only ${Math.max(0, n - p - 46)} remain. The file is truncated or corrupt; re-save it with torch.save.`,
+      );
+    }
     const name = decoder.decode(bytes.subarray(p + 46, p + 46 + nameLen));
     // ZIP64 extra field (0x0001): 64-bit sizes/offset for the fields saturated at 0xffffffff.
     let x = p + 46 + nameLen;
@@ -72,6 +79,14 @@ export function readZipDirectory(bytes: Uint8Array): Map<string, ZipEntry> {
       const id = view.getUint16(x, true);
       const len = view.getUint16(x + 2, true);
       if (id === 0x0001) {
+        // One 8-byte value per field saturated at 0xffffffff, all inside this field and the extra area;
+        // otherwise we would read the next field, or past the end of the file.
+        const saturated = [size, compressedSize, localOffset].filter((v) => v === 0xffffffff).length;
+        if (len < 8 * saturated || x + 4 + len > xEnd) {
+          throw new TorchCheckpointError(
+            `ZIP entry "${name}": its ZIP64 extra field holds ${len} bytes (${xEnd - x - 4} left in the extra area), but ${saturated} saturated size/offset fields need ${8 * saturated}. The file is corrupt; re-save it with torch.save.`,
+          );
+        }
         let q = x + 4;
         if (size === 0xffffffff) {
           size = u64(view, q);
@@ -101,8 +116,38 @@ export async function readZipEntry(bytes: Uint8Array, entry: ZipEntry): Promise<
   const raw = bytes.subarray(entry.dataOffset, entry.dataOffset + entry.compressedSize);
   if (entry.method === 0) return raw;
   if (entry.method !== 8) throw new TorchCheckpointError(`ZIP entry "${entry.name}" uses compression method ${entry.method}; only stored (0) and deflate (8) are supported.`);
-  const stream = new Blob([raw.slice()]).stream().pipeThrough(new DecompressionStream('deflate-raw'));
-  const out = new Uint8Array(await new Response(stream).arrayBuffer());
+  // Deflate expands at most 1032:1, so a larger claim is a lie, and honouring it would invite a bomb.
+  if (entry.size > entry.compressedSize * 1032 + 1024) {
+    throw new TorchCheckpointError(
+      `ZIP entry "${entry.name}" claims ${entry.size} bytes from ${entry.compressedSize} compressed, more than deflate can expand to (1032:1). The file is corrupt; re-save it with torch.save.`,
+    );
+  }
+  // Inflate chunk by chunk and stop as soon as the output passes the declared size: a bomb costs at most one chunk more.
+  const reader = new Blob([raw.slice()]).stream().pipeThrough(new DecompressionStream('deflate-raw')).getReader();
+  const chunks: Uint8Array[] = [];
+  let inflated = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      inflated += value.byteLength;
+      if (inflated > entry.size) {
+        throw new TorchCheckpointError(`ZIP entry "${entry.name}" inflates to more than the ${entry.size} bytes its header declares; the file is corrupt (or a decompression bomb).`);
+      }
+      chunks.push(value);
+    }
+  } catch (cause) {
+    void reader.cancel().catch(() => undefined);
+    if (cause instanceof TorchCheckpointError) throw cause;
+    // The platform reports bad streams as plain Error/TypeError ("unexpected end of file", "invalid block type").
+    throw new TorchCheckpointError(`ZIP entry "${entry.name}" is not valid deflate data (${String(cause)}); the file is corrupt or truncated. Re-save it with torch.save.`, { cause });
+  }
+  const out = new Uint8Array(inflated);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
   if (out.byteLength !== entry.size) throw new TorchCheckpointError(`ZIP entry "${entry.name}" inflated to ${out.byteLength} bytes, its header says ${entry.size}.`);
   return out;
 }

@@ -27,6 +27,7 @@ import selectBin from '../../shaders/select_bin.wgsl?raw';
 import compactCount from '../../shaders/compact_count.wgsl?raw';
 import compactScan from '../../shaders/compact_scan.wgsl?raw';
 import compactWrite from '../../shaders/compact_write.wgsl?raw';
+import transposeRows from '../../shaders/transpose_rows.wgsl?raw';
 
 export const KERNELS = {
   encodeGemv,
@@ -42,6 +43,7 @@ export const KERNELS = {
   compactCount,
   compactScan,
   compactWrite,
+  transposeRows,
 } as const;
 
 export type KernelName = keyof typeof KERNELS;

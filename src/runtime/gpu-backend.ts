@@ -46,6 +46,17 @@ interface Scratch {
   metrics: GrowableBuffer;
 }
 
+/** Weight matrices already on the GPU (streamed by loadSae), with the pool that owns them. */
+export interface UploadedWeights {
+  readonly pool: BufferPool;
+  readonly encoder: ShardedMatrix;
+  /** Omitted when tied. */
+  readonly decoder?: ShardedMatrix;
+  readonly b_enc: Float32Array;
+  readonly b_dec: Float32Array;
+  readonly threshold?: Float32Array;
+}
+
 export class GpuBackend implements SaeBackend {
   readonly kind = 'webgpu';
   readonly encoder: ShardedMatrix;
@@ -76,19 +87,28 @@ export class GpuBackend implements SaeBackend {
   #chain: Promise<unknown> = Promise.resolve();
   #destroyed = false;
 
-  constructor(ctx: GpuContext, config: SaeConfig, weights: SaeWeights, options: GpuBackendOptions = {}) {
+  /**
+   * `weights` are either in memory (uploaded here) or already on the GPU — streamed there by
+   * `loadSae`, in which case the backend takes over their pool and frees it on destroy.
+   */
+  constructor(ctx: GpuContext, config: SaeConfig, weights: SaeWeights | UploadedWeights, options: GpuBackendOptions = {}) {
     this.#ctx = ctx;
     this.#config = config;
     const { device, capabilities: caps } = ctx;
-    const pool = new BufferPool(device);
+    const pool = 'pool' in weights ? weights.pool : new BufferPool(device);
     this.#pool = pool;
     const limit = Math.min(caps.maxStorageBufferBindingSize, caps.maxBufferSize);
     const maxShard = Math.min(options.maxShardBytes ?? limit, limit);
     try {
-      this.encoder = uploadSharded(device, pool, 'loupe W_enc', weights.W_enc, config.dSae, config.dIn, maxShard);
-      this.decoder = config.tied
-        ? this.encoder
-        : uploadSharded(device, pool, 'loupe W_dec', decoderOf(config, weights), config.dSae, config.dIn, maxShard);
+      if ('pool' in weights) {
+        this.encoder = weights.encoder;
+        this.decoder = weights.decoder ?? weights.encoder;
+      } else {
+        this.encoder = uploadSharded(device, pool, 'loupe W_enc', weights.W_enc, config.dSae, config.dIn, maxShard);
+        this.decoder = config.tied
+          ? this.encoder
+          : uploadSharded(device, pool, 'loupe W_dec', decoderOf(config, weights), config.dSae, config.dIn, maxShard);
+      }
       this.#bEnc = this.#upload('loupe b_enc', weights.b_enc);
       this.#bDec = this.#upload('loupe b_dec', weights.b_dec);
       this.#thresholdBuf = this.#upload('loupe threshold', weights.threshold ?? new Float32Array(1));

@@ -1,73 +1,167 @@
 /**
- * `loadSae` from the files a project publishes, unchanged: Goodfire R1 (`config.json` + `.pt`),
- * SAELens (`cfg.json` + `sae_weights.safetensors`), sparsify (`<hookpoint>/cfg.json` +
- * `sae.safetensors`). The format is recognised from the file names.
+ * `loadSae`: a published SAE, unchanged, from a URL, a Hugging Face repo id, a local folder or
+ * files in memory — streamed onto the GPU while it downloads.
  *
- *   const sae = await loadSae({ files: { 'cfg.json': ..., 'sae_weights.safetensors': ... } });
+ *   const sae = await loadSae('Goodfire/DeepSeek-R1-SAE-l37', { subfolder: 'math', onProgress });
+ *
+ * The steps: find the weights and config in the folder (locate.ts); open each weights file as
+ * a stream and read its header (safetensors JSON, or torch's data.pkl); let the format adapter
+ * plan where every tensor goes; create the GPU shards (or CPU arrays) empty; pump the rest of
+ * the file through, converting dtype and transposing chunk by chunk. On any error or abort the
+ * streams are cancelled and every GPU buffer created so far is freed.
  */
-import { SaeConfigError } from '../errors.js';
-import { readSafetensors } from '../formats/safetensors.js';
-import { readTorchCheckpoint } from '../formats/torch.js';
-import { goodfireSae, type GoodfireConfigFile } from '../sae/loaders/goodfire.js';
-import { saeLensSae } from '../sae/loaders/saelens.js';
-import { sparsifySae } from '../sae/loaders/sparsify.js';
+import { GpuUnavailableError, SafetensorsError, SaeConfigError, TorchCheckpointError } from '../errors.js';
+import { streamSafetensors } from '../formats/safetensors-stream.js';
+import type { StreamedTensor, TensorSink, TensorStream } from '../formats/tensor-stream.js';
+import { streamTorchCheckpoint } from '../formats/torch-stream.js';
+import { GpuContext } from '../gpu/device.js';
+import { BufferPool } from '../gpu/resources.js';
+import { GpuMatrixTarget } from '../gpu/weight-upload.js';
+import { ByteReader } from '../io/byte-reader.js';
+import type { SaeFiles } from '../io/folder.js';
+import { resolveSaeConfig } from '../sae/config.js';
+import type { WeightDtype } from '../sae/dtype.js';
+import { adapterFor } from '../sae/loaders/index.js';
+import { matrixDtype, type MatrixLayout, type SaeFormatName, type TensorHeaders } from '../sae/loaders/plan.js';
+import { CpuMatrixTarget, MatrixSink, VectorSink } from '../sae/loaders/sinks.js';
+import { CpuBackend } from './cpu-backend.js';
+import { GpuBackend } from './gpu-backend.js';
+import { locateSae, openSource, type SaeSource } from './locate.js';
 import { Sae, type SaeOptions } from './sae.js';
 
-/** Files by path relative to the SAE's root (e.g. 'layers.3/cfg.json'). */
-export type SaeFiles = Record<string, ArrayBuffer | Uint8Array | Blob>;
+export type { SaeFiles, SaeSource };
+
+export interface LoadProgress {
+  /** The weights file, relative to the SAE's folder. */
+  readonly file: string;
+  readonly loaded: number;
+  /** Undefined when the server sends no length. */
+  readonly total: number | undefined;
+}
 
 export interface LoadSaeOptions extends SaeOptions {
-  /** Folder inside the files holding the SAE (a sparsify hookpoint such as 'layers.3', or Goodfire's 'math'). */
+  /** Folder inside the source holding the SAE (a sparsify hookpoint such as 'layers.3', or Goodfire's 'math'). */
   readonly subfolder?: string;
+  /** Force a format instead of detecting it from the tensor names. */
+  readonly format?: SaeFormatName;
+  /** Storage dtype on the device: 'auto' (default) keeps the file's; 'f16'/'bf16' halve an f32 SAE. */
+  readonly weightDtype?: WeightDtype | 'auto';
+  /** Branch, tag or commit of a Hugging Face repo (default 'main'). */
+  readonly revision?: string;
+  /** Hub endpoint for repo ids (default 'https://huggingface.co'; a mirror or a local server). */
+  readonly endpoint?: string;
+  /** Name of the weights file in the folder when it cannot be listed or guessed. */
+  readonly weights?: string;
+  /** Replaces the global fetch (auth headers, a proxy, tests). */
+  readonly fetch?: typeof fetch;
+  /** Bytes received per weights file. */
+  readonly onProgress?: (p: LoadProgress) => void;
+  /** Aborting stops the network reads and frees the GPU buffers created so far. */
+  readonly signal?: AbortSignal;
+  /** Keep downloads in the browser's Cache Storage so a reload does not fetch again (default true). */
+  readonly cache?: boolean;
+  /** Bytes of weights converted and uploaded at a time (default 8 MiB): the loader's host memory. */
+  readonly chunkBytes?: number;
 }
 
-async function bytesOf(f: ArrayBuffer | Uint8Array | Blob): Promise<Uint8Array> {
-  if (f instanceof Uint8Array) return f;
-  if (f instanceof ArrayBuffer) return new Uint8Array(f);
-  return new Uint8Array(await f.arrayBuffer());
-}
-
-async function json(f: ArrayBuffer | Uint8Array | Blob, name: string): Promise<Record<string, unknown>> {
-  try {
-    const v: unknown = JSON.parse(new TextDecoder().decode(await bytesOf(f)));
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
-    return v as Record<string, unknown>;
-  } catch (cause) {
-    throw new SaeConfigError(`${name} is not a JSON object (${String(cause)}).`, { cause });
-  }
-}
-
-export async function loadSae(source: { files: SaeFiles }, options: LoadSaeOptions = {}): Promise<Sae> {
-  const prefix = options.subfolder !== undefined && options.subfolder !== '' ? `${options.subfolder.replace(/\/+$/, '')}/` : '';
-  const files = new Map(Object.entries(source.files).filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
-  const dirs = (leaf: string): string[] => [...files.keys()].filter((k) => k === leaf || k.endsWith(`/${leaf}`)).map((k) => k.slice(0, k.length - leaf.length));
-  const pick = (candidates: string[], what: string): string | undefined => {
-    if (candidates.length > 1) {
-      throw new SaeConfigError(`Found ${candidates.length} ${what} SAEs (${candidates.map((c) => c || '.').join(', ')}); pass { subfolder } to choose one.`);
-    }
-    return candidates[0];
+function truncatedError(path: string): (what: string, at: number) => Error {
+  const torch = !path.endsWith('.safetensors');
+  return (what, at) => {
+    const msg = `${path} ended at byte ${at} while reading ${what}; the file is truncated (an interrupted download?). Delete any partial copy and load it again.`;
+    return torch ? new TorchCheckpointError(msg) : new SafetensorsError(msg);
   };
-  const saelens = pick(dirs('sae_weights.safetensors').filter((d) => files.has(`${d}cfg.json`)), 'SAELens');
-  const sparsify = pick(dirs('sae.safetensors').filter((d) => files.has(`${d}cfg.json`)), 'sparsify');
-  const goodfirePt = [...files.keys()].filter((k) => k.endsWith('.pt') && files.has(`${k.slice(0, k.lastIndexOf('/') + 1)}config.json`));
-  const goodfire = pick(goodfirePt, 'Goodfire');
-  let loaded;
-  if (saelens !== undefined) {
-    const tensors = readSafetensors(await bytesOf(files.get(`${saelens}sae_weights.safetensors`) ?? new Uint8Array(0))).tensors;
-    loaded = saeLensSae(await json(files.get(`${saelens}cfg.json`) ?? new Uint8Array(0), 'cfg.json'), tensors);
-  } else if (sparsify !== undefined) {
-    const tensors = readSafetensors(await bytesOf(files.get(`${sparsify}sae.safetensors`) ?? new Uint8Array(0))).tensors;
-    const hookpoint = sparsify.replace(/\/$/, '') || options.subfolder;
-    loaded = sparsifySae(await json(files.get(`${sparsify}cfg.json`) ?? new Uint8Array(0), 'cfg.json'), tensors, hookpoint);
-  } else if (goodfire !== undefined) {
-    const dir = goodfire.slice(0, goodfire.lastIndexOf('/') + 1);
-    const tensors = await readTorchCheckpoint(await bytesOf(files.get(goodfire) ?? new Uint8Array(0)));
-    const cfg = await json(files.get(`${dir}config.json`) ?? new Uint8Array(0), 'config.json');
-    loaded = goodfireSae(cfg as unknown as GoodfireConfigFile, tensors);
-  } else {
-    throw new SaeConfigError(
-      `No SAE recognised among: ${[...files.keys()].join(', ') || 'no files'}. Expected SAELens (cfg.json + sae_weights.safetensors), sparsify (<hookpoint>/cfg.json + sae.safetensors) or Goodfire (config.json + *.pt).`,
-    );
-  }
-  return Sae.create(loaded, options);
 }
+
+/** The layout the bytes arrive in: a transposed torch view flips the file's declared layout. */
+function arrivingLayout(layout: MatrixLayout, t: StreamedTensor): MatrixLayout {
+  if (t.order === 'row-major') return layout;
+  return layout === 'feature-major' ? 'input-major' : 'feature-major';
+}
+
+export async function loadSae(source: SaeSource | { files: SaeFiles }, options: LoadSaeOptions = {}): Promise<Sae> {
+  const { signal } = options;
+  signal?.throwIfAborted();
+  const opened = await openSource(source, options);
+  const found = await locateSae(opened, options);
+  const streams: TensorStream[] = [];
+  let ctx: GpuContext | undefined;
+  let pool: BufferPool | undefined;
+  try {
+    // Headers first: every weights file is opened and read up to its tensor list.
+    const headers: Record<string, StreamedTensor> = {};
+    for (const path of found.weights) {
+      const file = await opened.folder.open(path);
+      const reader = new ByteReader(file.body, {
+        signal,
+        onBytes: options.onProgress !== undefined ? (loaded) => options.onProgress?.({ file: path, loaded, total: file.size }) : undefined,
+        truncated: truncatedError(path),
+      });
+      const stream = path.endsWith('.safetensors') ? await streamSafetensors(reader, file.size) : await streamTorchCheckpoint(reader);
+      streams.push(stream);
+      for (const [name, t] of stream.tensors) {
+        if (headers[name] !== undefined) throw new SaeConfigError(`Tensor "${name}" appears in two weight files (${path} and another shard); the checkpoint is inconsistent.`);
+        headers[name] = t;
+      }
+    }
+    const tensorHeaders: TensorHeaders = headers;
+    const plan = adapterFor(tensorHeaders, found.config, options.format).plan(tensorHeaders, found.config, found.folder !== undefined ? { folder: found.folder } : {});
+    const encHeader = headers[plan.W_enc.tensor];
+    if (encHeader === undefined) throw new SaeConfigError(`The plan names a missing tensor "${plan.W_enc.tensor}".`);
+    const dtype = options.weightDtype === undefined || options.weightDtype === 'auto' ? matrixDtype(encHeader, plan.W_enc.tensor) : options.weightDtype;
+    const { dIn, dSae } = plan;
+
+    // Where the big matrices go: GPU shards, or CPU arrays.
+    const choice = options.backend ?? 'auto';
+    if (choice !== 'cpu') {
+      try {
+        ctx = await GpuContext.create(options);
+      } catch (err) {
+        if (!(choice === 'auto' && err instanceof GpuUnavailableError)) throw err;
+      }
+    }
+    let maxShard = 0;
+    if (ctx !== undefined) {
+      const caps = ctx.capabilities;
+      const limit = Math.min(caps.maxStorageBufferBindingSize, caps.maxBufferSize);
+      maxShard = Math.min(options.maxShardBytes ?? limit, limit);
+      pool = new BufferPool(ctx.device);
+    }
+    const gpu = ctx;
+    const gpuPool = pool;
+    const target = (label: string): GpuMatrixTarget | CpuMatrixTarget =>
+      gpu !== undefined && gpuPool !== undefined ? new GpuMatrixTarget(gpu, gpuPool, label, dtype, dSae, dIn, maxShard) : new CpuMatrixTarget(dtype, dSae, dIn);
+    const enc = target('loupe W_enc');
+    const dec = plan.W_dec !== undefined ? target('loupe W_dec') : undefined;
+    const values = new Map<string, Float32Array>();
+    const route = (t: StreamedTensor): TensorSink | undefined => {
+      if (t.name === plan.W_enc.tensor) return new MatrixSink(t.name, enc, matrixDtype(t, t.name), arrivingLayout(plan.W_enc.layout, t), dSae, dIn, options.chunkBytes);
+      if (plan.W_dec !== undefined && dec !== undefined && t.name === plan.W_dec.tensor) {
+        return new MatrixSink(t.name, dec, matrixDtype(t, t.name), arrivingLayout(plan.W_dec.layout, t), dSae, dIn, options.chunkBytes);
+      }
+      if (plan.vectors.includes(t.name)) return new VectorSink(t.name, t.dtype, t.shape.reduce((a, b) => a * b, 1), (v) => values.set(t.name, v));
+      return undefined;
+    };
+    for (const s of streams) await s.pump(route);
+    const done = plan.finish(values);
+    const config = resolveSaeConfig({ ...done.config, weightDtype: dtype });
+    const vectors = { b_enc: done.b_enc, b_dec: done.b_dec, ...(done.threshold !== undefined ? { threshold: done.threshold } : {}) };
+    if (enc instanceof GpuMatrixTarget && gpu !== undefined && gpuPool !== undefined) {
+      enc.finish();
+      if (dec instanceof GpuMatrixTarget) dec.finish();
+      const backend = new GpuBackend(gpu, config, { pool: gpuPool, encoder: enc.matrix, ...(dec instanceof GpuMatrixTarget ? { decoder: dec.matrix } : {}), ...vectors }, options);
+      pool = undefined; // the backend owns the buffers now
+      ctx = undefined; // and the Sae owns the context
+      return await Sae.fromBackend(config, backend, gpu, options.warmup ?? true);
+    }
+    const weights = { W_enc: { dtype, data: (enc as CpuMatrixTarget).data }, ...(dec instanceof CpuMatrixTarget ? { W_dec: { dtype, data: dec.data } } : {}), ...vectors };
+    return await Sae.fromBackend(config, new CpuBackend(config, weights), undefined, false);
+  } catch (err) {
+    await Promise.all(streams.map((s) => s.cancel()));
+    pool?.destroyAll();
+    ctx?.release();
+    if (err instanceof Error && err.name === 'AbortError') throw err;
+    if (signal?.aborted === true) throw signal.reason instanceof Error ? signal.reason : err;
+    throw err;
+  }
+}
+

@@ -76,6 +76,22 @@ export class Sae {
     }
   }
 
+  /**
+   * Wraps a backend whose weights are already in place (streamed by `loadSae`). Takes over
+   * `ctx`: released on destroy, or here if the warmup fails.
+   * @internal
+   */
+  static async fromBackend(config: SaeConfig, impl: CpuBackend | GpuBackend, ctx: GpuContext | undefined, warmup: boolean): Promise<Sae> {
+    try {
+      if (warmup && impl instanceof GpuBackend) await impl.decode(await impl.encode(new Float32Array(config.dIn), 1));
+      return new Sae(config, impl, ctx);
+    } catch (err) {
+      impl.destroy();
+      ctx?.release();
+      throw err;
+    }
+  }
+
   #tokens(x: SaeInput, options: EncodeOptions): number {
     const { dIn } = this.config;
     if (options.tokens !== undefined) {

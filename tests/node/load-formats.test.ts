@@ -7,7 +7,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
-import { SaeConfigError } from '../../src/errors.js';
+import { SaeSourceError } from '../../src/errors.js';
 import { loadSae, type SaeFiles } from '../../src/runtime/load.js';
 import { compareCodes, worstRatio } from '../helpers/compare.js';
 import { goldenTolerance, loadGolden, rms } from '../helpers/golden.js';
@@ -59,7 +59,7 @@ describe('loadSae from published layouts reproduces the golden outputs', () => {
   });
 
   test('unrecognised or inconsistent files get named errors', async () => {
-    await expect(loadSae({ files: { 'readme.md': new Uint8Array(3) } }, { backend: 'cpu' })).rejects.toThrow(SaeConfigError);
+    await expect(loadSae({ files: { 'readme.md': new Uint8Array(3) } }, { backend: 'cpu' })).rejects.toThrow(SaeSourceError);
     const gf = filesOf(`${root}goodfire`);
     const badCfg = new TextEncoder().encode(JSON.stringify({ d_in: 95, expansion_factor: 4, k: 5 }));
     await expect(loadSae({ files: { ...gf, 'config.json': badCfg } }, { backend: 'cpu' })).rejects.toThrow(/d_in 95, but W has 96 rows/);

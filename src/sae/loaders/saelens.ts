@@ -4,29 +4,25 @@
  * and the pre-6.0 flat keys (activation_fn_str, activation_fn_kwargs.k, hook_point).
  */
 import { SaeConfigError } from '../../errors.js';
-import { resolveSaeConfig, type InputNorm, type SaeArchitecture, type SaeConfig } from '../config.js';
-import type { SaeWeights } from '../weights.js';
-import { rowsMatrix, tensor, transposedMatrix, vector, type Tensors } from './tensors.js';
+import type { InputNorm, SaeArchitecture } from '../config.js';
+import { matrix, num, vectorHeader, vectorOf, type ConfigJson, type SaeFormatAdapter } from './plan.js';
 
-export type SaeLensConfigFile = Record<string, unknown>;
-
-function architectureOf(cfg: SaeLensConfigFile): { architecture: SaeArchitecture; k?: number } {
-  const arch = cfg['architecture'];
+function architectureOf(cfg: ConfigJson): { architecture: SaeArchitecture; k?: number } {
+  const arch = cfg?.['architecture'];
   if (typeof arch === 'string') {
     if (arch === 'standard') return { architecture: 'relu' };
     if (arch === 'jumprelu') return { architecture: 'jumprelu' };
     if (arch === 'topk' || arch === 'batchtopk') {
-      const k = cfg['k'];
+      const k = cfg?.['k'];
       if (typeof k !== 'number') throw new SaeConfigError(`SAELens ${arch} cfg.json needs k.`);
-      // SAELens saves BatchTopK-trained SAEs for inference as TopK/JumpReLU; batchtopk here is per batch
       return { architecture: arch, k };
     }
     throw new SaeConfigError(`SAELens architecture "${arch}" is not supported. Should be one of: standard, topk, batchtopk, jumprelu.`);
   }
-  const fn = cfg['activation_fn_str'];
+  const fn = cfg?.['activation_fn_str'];
   if (fn === undefined || fn === 'relu') return { architecture: 'relu' };
   if (fn === 'topk') {
-    const k = (cfg['activation_fn_kwargs'] as { k?: unknown } | undefined)?.k;
+    const k = (cfg?.['activation_fn_kwargs'] as { k?: unknown } | undefined)?.k;
     if (typeof k !== 'number') throw new SaeConfigError('SAELens topk cfg.json needs activation_fn_kwargs.k.');
     return { architecture: 'topk', k };
   }
@@ -42,34 +38,46 @@ function normOf(v: unknown): { inputNorm: InputNorm } {
   );
 }
 
-export function saeLensSae(cfg: SaeLensConfigFile, tensors: Tensors): { config: SaeConfig; weights: SaeWeights } {
-  const dIn = cfg['d_in'];
-  const dSae = cfg['d_sae'];
-  if (typeof dIn !== 'number' || typeof dSae !== 'number') throw new SaeConfigError('SAELens cfg.json needs d_in and d_sae.');
-  const { architecture, k } = architectureOf(cfg);
-  const enc = transposedMatrix(tensor(tensors, 'W_enc', 'SAELens'), 'W_enc', dIn, dSae);
-  const dec = rowsMatrix(tensor(tensors, 'W_dec', 'SAELens'), 'W_dec', dSae, dIn);
-  const hook = (cfg['metadata'] as { hook_name?: unknown } | undefined)?.hook_name ?? cfg['hook_point'] ?? cfg['hook_name'];
-  const model = (cfg['metadata'] as { model_name?: unknown } | undefined)?.model_name ?? cfg['model_name'];
-  const config = resolveSaeConfig({
-    format: 'saelens',
-    architecture,
-    ...(k !== undefined ? { k } : {}),
-    activationOrder: 'topk-then-relu',
-    dIn,
-    dSae,
-    applyBDecToInput: cfg['apply_b_dec_to_input'] !== false,
-    ...normOf(cfg['normalize_activations']),
-    weightDtype: enc.dtype,
-    ...(typeof hook === 'string' ? { hookpoint: hook } : {}),
-    ...(typeof model === 'string' ? { model } : {}),
-  });
-  const weights: SaeWeights = {
-    W_enc: enc,
-    W_dec: dec,
-    b_enc: vector(tensor(tensors, 'b_enc', 'SAELens'), 'b_enc', dSae),
-    b_dec: vector(tensor(tensors, 'b_dec', 'SAELens'), 'b_dec', dIn),
-    ...(architecture === 'jumprelu' ? { threshold: vector(tensor(tensors, 'threshold', 'SAELens JumpReLU'), 'threshold', dSae) } : {}),
-  };
-  return { config, weights };
-}
+export const saeLens: SaeFormatAdapter = {
+  format: 'saelens',
+  matches: (headers, cfg) => headers['W_enc'] !== undefined && cfg?.['d_sae'] !== undefined,
+  plan(headers, cfg) {
+    const dIn = num(cfg, 'd_in', 'SAELens cfg.json');
+    const dSae = num(cfg, 'd_sae', 'SAELens cfg.json');
+    const { architecture, k } = architectureOf(cfg);
+    const meta = cfg?.['metadata'] as { hook_name?: unknown; model_name?: unknown } | undefined;
+    const hook = meta?.hook_name ?? cfg?.['hook_point'] ?? cfg?.['hook_name'];
+    const model = meta?.model_name ?? cfg?.['model_name'];
+    const inputNorm = normOf(cfg?.['normalize_activations']);
+    const jump = architecture === 'jumprelu';
+    return {
+      format: 'saelens',
+      dIn,
+      dSae,
+      W_enc: matrix(headers, 'W_enc', 'input-major', dSae, dIn, 'SAELens'),
+      W_dec: matrix(headers, 'W_dec', 'feature-major', dSae, dIn, 'SAELens'),
+      vectors: [
+        vectorHeader(headers, 'b_enc', dSae, 'd_sae', 'SAELens'),
+        vectorHeader(headers, 'b_dec', dIn, 'd_in', 'SAELens'),
+        ...(jump ? [vectorHeader(headers, 'threshold', dSae, 'd_sae', 'SAELens JumpReLU')] : []),
+      ],
+      finish: (v) => ({
+        config: {
+          format: 'saelens',
+          architecture,
+          ...(k !== undefined ? { k } : {}),
+          activationOrder: 'topk-then-relu',
+          dIn,
+          dSae,
+          applyBDecToInput: cfg?.['apply_b_dec_to_input'] !== false,
+          ...inputNorm,
+          ...(typeof hook === 'string' ? { hookpoint: hook } : {}),
+          ...(typeof model === 'string' ? { model } : {}),
+        },
+        b_enc: vectorOf(v, 'b_enc', dSae, 'd_sae'),
+        b_dec: vectorOf(v, 'b_dec', dIn, 'd_in'),
+        ...(jump ? { threshold: vectorOf(v, 'threshold', dSae, 'd_sae') } : {}),
+      }),
+    };
+  },
+};
