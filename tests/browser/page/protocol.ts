@@ -53,3 +53,29 @@ declare global {
     __parity?: ParityApi;
   }
 }
+
+/** loadSae in the page (page/load.ts): codes of `x` and what the network saw. */
+export interface LoadResult {
+  readonly backend: 'webgpu' | 'cpu';
+  readonly format: string;
+  readonly weightDtype: string;
+  readonly tokens: number;
+  readonly codes: { readonly offsets: number[]; readonly indices: number[]; readonly values: number[] };
+  /** 'METHOD url' of every request the loader's fetch made (a Cache Storage hit never reaches fetch). */
+  readonly fetched: string[];
+  /** Progress events: [loaded, total] of the weights file. */
+  readonly progress: Array<[number, number | null]>;
+  /** URLs now in the loader's Cache Storage. */
+  readonly cached: string[];
+}
+
+export interface LoadApi {
+  run(url: string, options: { subfolder?: string; cache?: boolean }, x: number[], tokens: number): Promise<LoadResult>;
+  clearCache(): Promise<void>;
+}
+
+declare global {
+  interface Window {
+    __load?: LoadApi;
+  }
+}
