@@ -9,6 +9,14 @@ tests/fixtures/formats/
   saelens-legacy/cfg.json + sae_weights.safetensors       (pre-6.0 flat keys, same SAE)
   saelens-jumprelu/..., saelens-topk/...                  (6.x)
   sparsify/layers.3/cfg.json + sae.safetensors            (encoder.weight [dSae,dIn], W_dec [dSae,dIn])
+  goodfire-llama/Llama-3.1-8B-Instruct-SAE-l19.pth        (torch.save OrderedDict encoder_linear.weight [dSae,dIn],
+                                                           decoder_linear.weight [dIn,dSae] saved as a NON-contiguous
+                                                           view (decoder.t(), strides (1, dIn)), biases; f32; no config)
+  encoder-decoder/DeepSeek-R1-Distill-Llama-8B-SAE-l19.pt (torch.save dict encoder.weight [dSae,dIn], decoder.weight
+                                                           [dIn,dSae] contiguous, biases; bf16 as qresearch ships it)
+  llama-scope/L3R/config.json + sae_weights.safetensors   (lm-saes keys; encoder.weight, decoder.weight [dIn,dSae],
+                                                           log_jumprelu_threshold, scalar
+                                                           dataset_average_activation_norm.<hook_point_in>)
 Each folder also has golden.txt naming the golden case it came from.
 """
 import collections, json, os, struct, sys
@@ -92,4 +100,45 @@ os.makedirs(d, exist_ok=True)
 write_st(f'{d}/sae.safetensors', {'encoder.weight': t['encoder'], 'encoder.bias': t['b_enc'], 'W_dec': t['decoder'], 'b_dec': t['b_dec']})
 json.dump({'activation': 'topk', 'expansion_factor': c['dSae'] / c['dIn'], 'normalize_decoder': True, 'num_latents': c['dSae'], 'k': c['k'],
            'multi_topk': False, 'skip_connection': False, 'transcode': False, 'd_in': c['dIn'], 'signed': False}, open(f'{d}/cfg.json', 'w'))
+# Goodfire Llama (ReLU, no b_dec subtraction): a torch.save'd state dict, no config file. The
+# decoder goes in as the transposed view of Loupe's [dSae, dIn] decoder WITHOUT .contiguous(), so
+# the checkpoint stores feature-major bytes with strides (1, dIn) under an input-major shape.
+t, c = case('goodfire-llama-relu-f32-t7')
+d = folder('goodfire-llama', 'goodfire-llama-relu-f32-t7')
+dec_view = t['decoder'].t()
+assert not dec_view.is_contiguous() and dec_view.stride() == (1, c['dIn'])
+sd = collections.OrderedDict([('encoder_linear.weight', t['encoder']), ('encoder_linear.bias', t['b_enc']),
+                              ('decoder_linear.weight', dec_view), ('decoder_linear.bias', t['b_dec'])])
+torch.save(sd, f'{d}/Llama-3.1-8B-Instruct-SAE-l19.pth')
+back = torch.load(f'{d}/Llama-3.1-8B-Instruct-SAE-l19.pth')
+assert back['decoder_linear.weight'].stride() == (1, c['dIn']) and torch.equal(back['decoder_linear.weight'], dec_view)
+
+# qresearch-style encoder/decoder pair (SAELens deepseek_r1 loader): bf16 nn.Linear weights.
+t, c = case('encoder-decoder-relu-bf16-t7')
+d = folder('encoder-decoder', 'encoder-decoder-relu-bf16-t7')
+assert t['encoder'].dtype == torch.bfloat16
+torch.save({'encoder.weight': t['encoder'], 'encoder.bias': t['b_enc'], 'decoder.weight': t['decoder'].t().contiguous(),
+            'decoder.bias': t['b_dec']}, f'{d}/DeepSeek-R1-Distill-Llama-8B-SAE-l19.pt')
+
+# Llama-Scope-R1-Distill as lm-saes saves it: config.json (hyperparameters) and sae_weights.safetensors
+# with log_jumprelu_threshold and the dataset norm as a scalar per hook point (_get_full_state_dict).
+t, c = case('llama-scope-jumprelu-f32-t7')
+meta = json.loads(read_st(f'{SRC}/llama-scope-jumprelu-f32-t7.safetensors')[1]['case'])
+norm = meta['datasetAverageActivationNorm']
+d = folder('llama-scope', 'llama-scope-jumprelu-f32-t7') + '/L3R'
+os.makedirs(d, exist_ok=True)
+hook = 'blocks.3.hook_resid_post'
+log_thr = torch.log(t['threshold'])
+assert torch.equal(torch.exp(log_thr), t['threshold'])  # make_golden picked round-tripping logs
+write_st(f'{d}/sae_weights.safetensors', {
+    'encoder.weight': t['encoder'], 'encoder.bias': t['b_enc'], 'decoder.weight': t['decoder'].t().contiguous(),
+    'decoder.bias': t['b_dec'], 'log_jumprelu_threshold': log_thr,
+    f'dataset_average_activation_norm.{hook}': torch.tensor(norm, dtype=torch.float32)}, {'version': '2.0.0'})
+assert abs(float(torch.tensor(c['dIn'] ** 0.5 / norm, dtype=torch.float32)) - c['inputScale']) == 0
+json.dump({'sae_type': 'sae', 'hook_point_in': hook, 'hook_point_out': hook, 'd_model': c['dIn'],
+           'expansion_factor': c['dSae'] // c['dIn'], 'use_decoder_bias': True, 'use_glu_encoder': False,
+           'act_fn': 'jumprelu', 'apply_decoder_bias_to_pre_encoder': False, 'norm_activation': 'dataset-wise',
+           'sparsity_include_decoder_norm': True, 'force_unit_decoder_norm': False, 'top_k': 8,
+           'jumprelu_threshold_window': 2.0, 'dtype': 'torch.float32'}, open(f'{d}/config.json', 'w'), indent=1)
+assert c['dSae'] == c['dIn'] * (c['dSae'] // c['dIn'])
 print('wrote', sorted(os.listdir(OUT)))

@@ -19,7 +19,10 @@ from the facts listed in docs/golden-fixtures.md (project, file, function); no c
   - EleutherAI sparsify, sparsify/sparse_coder.py (SparseCoder.encode/decode),
     sparsify/fused_encoder.py (FusedEncoder.forward), sparsify/utils.py (eager_decode)
   - SAELens, sae_lens/saes/sae.py (SAE.process_sae_in, _setup_activation_normalization,
-    fold_activation_norm_scaling_factor), standard_sae.py, topk_sae.py (TopK), jumprelu_sae.py
+    fold_activation_norm_scaling_factor), standard_sae.py, topk_sae.py (TopK), jumprelu_sae.py;
+    loading/pretrained_sae_loaders.py deepseek_r1 loader (the qresearch encoder/decoder SAE)
+  - Goodfire's Llama SAEs (SparseAutoEncoder: encoder_linear / decoder_linear, ReLU)
+  - OpenMOSS lm-saes (Llama-Scope-R1-Distill), SparseAutoEncoder.encode/decode/compute_norm_factor
 Loupe's own rule for non-finite input rows (not in any source project) is applied around them:
 such rows are dropped before encoding (batch top-k keeps k x finite rows) and scattered back.
 """
@@ -263,6 +266,69 @@ class SaeLensSAE:
         return self.run_time_activation_norm_fn_out(out)
 
 
+class GoodfireLlamaSAE:
+    """Goodfire's Llama SAEs (Llama-3.1-8B-Instruct-SAE-l19, Llama-3.3-70B-Instruct-SAE-l50), a
+    module with two nn.Linear layers: encoder_linear.weight [d_hidden, d_in], decoder_linear.weight
+    [d_in, d_hidden] (nn.Linear keeps [out, in]).
+    encode(x) = relu(encoder_linear(x))  (no b_dec subtraction, no input scaling)
+    decode(f) = decoder_linear(f)
+    """
+
+    def __init__(self, encoder_weight, encoder_bias, decoder_weight, decoder_bias, dtype):
+        self.encoder_weight = encoder_weight.to(dtype)
+        self.encoder_bias = encoder_bias.to(dtype)
+        self.decoder_weight = decoder_weight.to(dtype)
+        self.decoder_bias = decoder_bias.to(dtype)
+        self.dtype = dtype
+
+    def encode_with_pre(self, x):
+        pre = F.linear(x.to(self.dtype), self.encoder_weight, self.encoder_bias)
+        return pre, F.relu(pre)
+
+    def decode(self, f):
+        return F.linear(f, self.decoder_weight, self.decoder_bias)
+
+
+class LmSaesSparseAutoEncoder:
+    """OpenMOSS lm-saes (the trainer of Llama-Scope-R1-Distill), class SparseAutoEncoder, with
+    act_fn "jumprelu", norm_activation "dataset-wise", apply_decoder_bias_to_pre_encoder False,
+    sparsity_include_decoder_norm True, hook_point_out == hook_point_in:
+      compute_norm_factor: s = sqrt(d_model) / dataset_average_activation_norm[hook_point], made a
+                tensor of x's dtype
+      encode:   x = x * s; hidden_pre = encoder(x)   (encoder.weight [d_sae, d_model])
+                scores = hidden_pre * decoder_norm   (norm of each decoder column, [d_sae])
+                mask = scores > exp(log_jumprelu_threshold)   (log_jumprelu_threshold is f32)
+                feature_acts = hidden_pre * mask
+      decode:   decoder(feature_acts)   (decoder.weight [d_model, d_sae]), in the normalised space;
+                compute_loss returns it to the input's scale: reconstructed / s.
+    """
+
+    def __init__(self, encoder_weight, encoder_bias, decoder_weight, decoder_bias, log_threshold,
+                 dataset_norm, d_model, dtype):
+        self.encoder_weight = encoder_weight.to(dtype)
+        self.encoder_bias = encoder_bias.to(dtype)
+        self.decoder_weight = decoder_weight.to(dtype)
+        self.decoder_bias = decoder_bias.to(dtype)
+        self.log_jumprelu_threshold = log_threshold.to(torch.float32)
+        self.dataset_norm = dataset_norm
+        self.d_model = d_model
+        self.dtype = dtype
+
+    def compute_norm_factor(self, x):
+        return torch.tensor(math.sqrt(self.d_model) / self.dataset_norm, dtype=x.dtype)
+
+    def encode_with_pre(self, x):
+        x = x.to(self.dtype)
+        self.norm_factor = self.compute_norm_factor(x)
+        hidden_pre = F.linear(x * self.norm_factor, self.encoder_weight, self.encoder_bias)
+        scores = hidden_pre * torch.norm(self.decoder_weight, p=2, dim=0)
+        mask = scores.gt(self.log_jumprelu_threshold.exp()).to(hidden_pre.dtype)
+        return hidden_pre, hidden_pre * mask
+
+    def decode(self, feature_acts):
+        return F.linear(feature_acts, self.decoder_weight, self.decoder_bias) / self.norm_factor
+
+
 # ---------------------------------------------------------------------------------------------
 # Cases
 # ---------------------------------------------------------------------------------------------
@@ -276,6 +342,14 @@ SRC_SAELENS = {
     "topk": "SAELens sae_lens/saes/topk_sae.py TopKSAE.encode/decode + TopK.forward + sae.py SAE.process_sae_in",
     "jumprelu": "SAELens sae_lens/saes/jumprelu_sae.py JumpReLUSAE.encode/decode + sae.py SAE.process_sae_in",
 }
+SRC_GOODFIRE_LLAMA = ("Goodfire Llama SAEs (SparseAutoEncoder, .pth state dict): "
+                      "encode relu(encoder_linear(x)), decode decoder_linear(f)")
+SRC_ENCODER_DECODER = ("SAELens sae_lens/loading/pretrained_sae_loaders.py deepseek_r1_sae_huggingface_loader + "
+                       "get_deepseek_r1_config_from_hf (standard, apply_b_dec_to_input False) + "
+                       "standard_sae.py StandardSAE.encode/decode")
+SRC_LMSAES = ("OpenMOSS lm-saes SparseAutoEncoder.encode/decode + compute_norm_factor (dataset-wise) + "
+              "activation_function_factory (jumprelu, exp(log_jumprelu_threshold)) + compute_loss "
+              "(reconstructed / label_norm_factor)")
 SAELENS_NORM_SRC = {
     "constant-norm-rescale": " + sae.py SAE._setup_activation_normalization (constant_norm_rescale)",
     "layer-norm": " + sae.py SAE._setup_activation_normalization (layer_norm)",
@@ -323,6 +397,15 @@ CASES = [
     dict(name="saelens-standard-inputscale-f32-t7", format="saelens", arch="relu", wdtype="f32",
          compute="f32", T=7, dIn=96, dSae=333, planted=(3, 12), coef=(0.5, 3.0),
          bias=(-0.8, 0.1), applyBDec=True, inputScale=True),
+    dict(name="goodfire-llama-relu-f32-t7", format="goodfire-llama", arch="relu", wdtype="f32",
+         compute="f32", T=7, dIn=96, dSae=333, planted=(3, 12), coef=(0.5, 3.0),
+         bias=(-0.8, 0.1)),
+    dict(name="encoder-decoder-relu-bf16-t7", format="encoder-decoder", arch="relu", wdtype="bf16",
+         compute="f32", T=7, dIn=96, dSae=400, planted=(3, 12), coef=(0.5, 3.0),
+         bias=(-0.8, 0.1)),
+    dict(name="llama-scope-jumprelu-f32-t7", format="llama-scope", arch="jumprelu", wdtype="f32",
+         compute="f32", T=7, dIn=96, dSae=480, planted=(3, 12), coef=(0.5, 3.0),
+         bias=(-0.4, 0.1), datasetNorm=True),
 ]
 
 # Selection margins: the k-th and (k+1)-th ranked values (per token, or over the batch for
@@ -379,6 +462,19 @@ def generate(spec, seed):
     Eq, Dq = round_to(E, wd), round_to(D, wd)
     b_enc_q, b_dec_q = round_to(b_enc, wd), round_to(b_dec, wd)
     thr_q = None if threshold is None else round_to(threshold, wd)
+    log_thr_q = None
+    if spec["format"] == "llama-scope":
+        # lm-saes stores log_jumprelu_threshold (f32) and uses its exp(). Take f32 logs a with
+        # log(exp(a)) == a, so that a file holding log(threshold) gives back the same threshold.
+        a = torch.log(thr_q)
+        for _ in range(8):
+            b = torch.log(torch.exp(a))
+            if torch.equal(a, b):
+                break
+            a = b
+        else:
+            raise RuntimeError("log/exp of the thresholds does not settle")
+        log_thr_q, thr_q = a, torch.exp(a)
 
     # Planted counts per token.
     nf = spec.get("nonfinite", {})
@@ -408,6 +504,7 @@ def generate(spec, seed):
 
     # Raw input x: undo the SAE's input processing (so the SAE sees roughly z).
     input_scale = 1.0
+    dataset_norm = None
     norm = spec.get("inputNorm", "none")
     if norm == "constant-norm-rescale":
         a = torch.exp(torch.empty(T, 1, dtype=torch.float64).uniform_(math.log(0.3), math.log(30.0), generator=g))
@@ -423,6 +520,11 @@ def generate(spec, seed):
         x = z * 11.3  # raw residual-stream scale
         # SAELens' norm_scaling_factor = sqrt(d_in) / dataset_average_activation_norm
         input_scale = float(np.float32(math.sqrt(d) / float(x.norm(dim=-1).mean())))
+    elif spec.get("datasetNorm"):
+        x = z * 11.3  # raw residual-stream scale
+        # lm-saes' dataset_average_activation_norm: the mean token norm, saved as an f32 scalar
+        dataset_norm = float(np.float32(float(x.norm(dim=-1).mean())))
+        input_scale = float(np.float32(math.sqrt(d) / dataset_norm))
     else:
         x = z
     xq = round_to(x, wd)  # x exactly representable in the weight dtype (SAELens casts x to it)
@@ -433,7 +535,8 @@ def generate(spec, seed):
         xq[r, col] = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}[kind]
 
     return dict(E=Eq, D=Dq, b_enc=b_enc_q, b_dec=b_dec_q, threshold=thr_q, x=xq,
-                input_scale=input_scale, counts=counts)
+                input_scale=input_scale, counts=counts, log_threshold=log_thr_q,
+                dataset_norm=dataset_norm)
 
 
 def build_model(spec, w, dtype):
@@ -442,6 +545,14 @@ def build_model(spec, w, dtype):
         return GoodfireBatchTopKTiedSAE(w["E"].T.contiguous(), w["b_enc"], w["b_dec"], spec["k"], dtype)
     if fmt == "sparsify":
         return SparsifySparseCoder(w["E"], w["b_enc"], w["D"], w["b_dec"], spec["k"], dtype)
+    if fmt == "goodfire-llama":  # decoder_linear.weight is [d_in, d_hidden]
+        return GoodfireLlamaSAE(w["E"], w["b_enc"], w["D"].T.contiguous(), w["b_dec"], dtype)
+    if fmt == "encoder-decoder":  # SAELens deepseek_r1: W_enc = encoder.weight.T, W_dec = decoder.weight.T
+        return SaeLensSAE("standard", w["E"].T.contiguous(), w["D"], w["b_enc"], w["b_dec"], None, None,
+                          False, "none", spec["dIn"], dtype)
+    if fmt == "llama-scope":
+        return LmSaesSparseAutoEncoder(w["E"], w["b_enc"], w["D"].T.contiguous(), w["b_dec"],
+                                       w["log_threshold"], w["dataset_norm"], spec["dIn"], dtype)
     arch = {"relu": "standard", "topk": "topk", "jumprelu": "jumprelu"}[spec["arch"]]
     norm = {"none": "none", "constant-norm-rescale": "constant_norm_rescale",
             "layer-norm": "layer_norm"}[spec.get("inputNorm", "none")]
@@ -540,7 +651,7 @@ def try_case(spec, seed):
             # at least one live token with exactly k positive features (top-k actually bites)
             if not bool((nnz == spec["k"]).any()):
                 return None, "top-k never bites"
-    if spec["arch"] == "jumprelu":
+    if spec["arch"] == "jumprelu" and spec.get("negThreshold", 0):
         # Pin relu(pre) * (pre > threshold): some pre-activations must lie in (threshold, 0],
         # where pre * (pre > threshold) would give a negative value instead of 0.
         thr = w["threshold"]
@@ -602,6 +713,12 @@ def case_files(spec, res):
         source = SRC_GOODFIRE
     elif fmt == "sparsify":
         source = SRC_SPARSIFY
+    elif fmt == "goodfire-llama":
+        source = SRC_GOODFIRE_LLAMA
+    elif fmt == "encoder-decoder":
+        source = SRC_ENCODER_DECODER
+    elif fmt == "llama-scope":
+        source = SRC_LMSAES
     else:
         source = SRC_SAELENS[arch] + SAELENS_NORM_SRC.get(spec.get("inputNorm", "none"), "")
         if spec.get("inputScale"):
@@ -617,6 +734,8 @@ def case_files(spec, res):
         "seed": res["seed"],
         "minSelectionMargin": None if math.isinf(res["gap"]) else float(np.float32(res["gap"])),
     }
+    if w["dataset_norm"] is not None:  # what a Llama-Scope file stores; inputScale = sqrt(dIn) / it
+        case["datasetAverageActivationNorm"] = w["dataset_norm"]
     meta = {
         "config": json.dumps(config, separators=(",", ":")),
         "case": json.dumps(case, separators=(",", ":")),
