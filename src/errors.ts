@@ -60,3 +60,31 @@ export class TorchCheckpointError extends LoupeError {
 export class SaeSourceError extends LoupeError {
   override name = 'SaeSourceError';
 }
+
+/** A stream speaks a Loupe protocol major version this client does not know. */
+export class ProtocolVersionError extends LoupeError {
+  override name = 'ProtocolVersionError';
+}
+
+/** A frame of the Loupe stream protocol is malformed (bad length, sizes, order, dIn). */
+export class MalformedFrameError extends LoupeError {
+  override name = 'MalformedFrameError';
+}
+
+/** The activation server refused the request or reported an error frame. */
+export class RemoteSourceError extends LoupeError {
+  override name = 'RemoteSourceError';
+  constructor(
+    message: string,
+    readonly code: string,
+    readonly retryable: boolean,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** The stream dropped and could not be resumed; every token received so far is kept. */
+export class StreamDroppedError extends LoupeError {
+  override name = 'StreamDroppedError';
+}

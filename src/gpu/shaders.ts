@@ -28,6 +28,7 @@ import compactCount from '../../shaders/compact_count.wgsl?raw';
 import compactScan from '../../shaders/compact_scan.wgsl?raw';
 import compactWrite from '../../shaders/compact_write.wgsl?raw';
 import transposeRows from '../../shaders/transpose_rows.wgsl?raw';
+import widenActivations from '../../shaders/widen_activations.wgsl?raw';
 
 export const KERNELS = {
   encodeGemv,
@@ -44,6 +45,7 @@ export const KERNELS = {
   compactScan,
   compactWrite,
   transposeRows,
+  widenActivations,
 } as const;
 
 export type KernelName = keyof typeof KERNELS;

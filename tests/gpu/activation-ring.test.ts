@@ -1,0 +1,52 @@
+/**
+ * The GPU side of streamed activations: frames written into the ring in their wire dtype and
+ * widened by shaders/widen_activations.wgsl must equal the CPU widening of the same bytes
+ * (f32 exactly, f16 and bf16 bit-exactly), across the ring's wrap-around and for odd dIn.
+ */
+import { describe, expect, test } from 'vitest';
+import { activationToF32, type WireDtype } from '../../src/sources/frames.js';
+import { ActivationRing } from '../../src/sources/activation-ring.js';
+import { encodeActivation } from '../helpers/loupe-frames.js';
+import { withGpu } from '../helpers/gpu.js';
+import { gaussian } from '../helpers/random.js';
+
+async function readF32(device: GPUDevice, src: GPUBuffer, bytes: number): Promise<Float32Array> {
+  const rb = device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const enc = device.createCommandEncoder();
+  enc.copyBufferToBuffer(src, 0, rb, 0, bytes);
+  device.queue.submit([enc.finish()]);
+  await rb.mapAsync(GPUMapMode.READ);
+  const out = new Float32Array(rb.getMappedRange().slice(0));
+  rb.unmap();
+  rb.destroy();
+  return out;
+}
+
+describe('ActivationRing', () => {
+  test.for([
+    { dtype: 'f32' as WireDtype, dIn: 7168 },
+    { dtype: 'bf16' as WireDtype, dIn: 7168 },
+    { dtype: 'f16' as WireDtype, dIn: 1536 },
+    { dtype: 'bf16' as WireDtype, dIn: 37 },
+    { dtype: 'f16' as WireDtype, dIn: 37 },
+  ])('$dtype dIn=$dIn: widened rows equal the CPU widening, across the wrap', async ({ dtype, dIn }, ctx) => {
+    await withGpu(ctx, {}, async ({ device }) => {
+      const slots = 5;
+      const ring = new ActivationRing(device, dIn, dtype, slots);
+      try {
+        const frames = Array.from({ length: 8 }, (_, t) => encodeActivation(gaussian(dIn, 1000 + t, 3), dtype));
+        for (const f of frames) ring.write(f);
+        // slots now hold tokens 3..7; tokens 5,6,7 sit in slots 0,1,2 and 3,4 in slots 3,4
+        const out = await readF32(device, ring.widen(3, 5), 5 * dIn * 4);
+        for (let t = 0; t < 5; t++) {
+          const frame = frames[3 + t];
+          if (frame === undefined) throw new Error('frame');
+          const want = activationToF32(frame, dtype, dIn);
+          expect(Array.from(out.subarray(t * dIn, (t + 1) * dIn))).toEqual(Array.from(want));
+        }
+      } finally {
+        ring.destroy();
+      }
+    });
+  });
+});
