@@ -53,7 +53,7 @@ export function uploadSharded(
   for (let rowStart = 0; rowStart < rowsTotal; rowStart += perShard) {
     const rows = Math.min(perShard, rowsTotal - rowStart);
     const bytes = rows * dInPad * bytesPerElement(m.dtype);
-    const buffer = pool.create(`${label} rows ${rowStart}..${rowStart + rows}`, bytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
+    const buffer = pool.create(`${label} rows ${rowStart}..${rowStart + rows}`, bytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC);
     if (dInPad === dIn) {
       const view = m.data.subarray(rowStart * dIn, (rowStart + rows) * dIn);
       device.queue.writeBuffer(buffer, 0, view.buffer, view.byteOffset, view.byteLength);

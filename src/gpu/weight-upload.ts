@@ -42,7 +42,7 @@ export class GpuMatrixTarget implements MatrixTarget {
     for (let rowStart = 0; rowStart < dSae; rowStart += perShard) {
       const rows = Math.min(perShard, dSae - rowStart);
       // New buffers are zero-filled, which is also the row padding the kernels expect.
-      const buffer = pool.create(`${label} rows ${rowStart}..${rowStart + rows}`, rows * dInPad * bytesPerElement(dtype), GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
+      const buffer = pool.create(`${label} rows ${rowStart}..${rowStart + rows}`, rows * dInPad * bytesPerElement(dtype), GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC);
       shards.push({ buffer, rowStart, rows });
     }
     this.matrix = { dtype, dIn, dInPad, rowsTotal: dSae, shards };

@@ -19,5 +19,7 @@ export interface SaeBackend {
   encode(x: SaeInput, tokens: number): Promise<SparseCodes>;
   decode(codes: SparseCodes): Promise<Float32Array>;
   reconstruct(x: SaeInput, tokens: number): Promise<Reconstruction>;
+  /** Decoder rows W_dec[f] as f32 (length dIn): steering directions. */
+  decoderRows(features: readonly number[]): Promise<Float32Array[]>;
   destroy(): void;
 }

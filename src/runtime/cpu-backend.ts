@@ -1,9 +1,10 @@
 /** `backend: 'cpu'`: the CPU reference behind the `Sae` API (a fallback for small SAEs). */
-import { UnsupportedError } from '../errors.js';
+import { ShapeMismatchError, UnsupportedError } from '../errors.js';
+import { widenToF32 } from '../sae/dtype.js';
 import type { SaeConfig } from '../sae/config.js';
 import type { SparseCodes } from '../sae/codes.js';
 import { decodeCodes, reconstructionMetrics, referenceEncode } from '../sae/reference/index.js';
-import type { SaeWeights } from '../sae/weights.js';
+import { decoderOf, type SaeWeights } from '../sae/weights.js';
 import type { Reconstruction, SaeBackend, SaeInput } from './backend.js';
 
 export class CpuBackend implements SaeBackend {
@@ -34,6 +35,15 @@ export class CpuBackend implements SaeBackend {
     const codes = await this.encode(input, tokens);
     const xHat = await this.decode(codes);
     return { codes, xHat, metrics: reconstructionMetrics(input, xHat, tokens, this.config.dIn) };
+  }
+
+  async decoderRows(features: readonly number[]): Promise<Float32Array[]> {
+    const { dIn, dSae } = this.config;
+    const m = decoderOf(this.config, this.weights);
+    return features.map((f) => {
+      if (!Number.isInteger(f) || f < 0 || f >= dSae) throw new ShapeMismatchError(`Feature ${f} is outside 0 … ${dSae - 1}.`);
+      return Float32Array.from(widenToF32(m.data.subarray(f * dIn, (f + 1) * dIn), m.dtype));
+    });
   }
 
   destroy(): void {}

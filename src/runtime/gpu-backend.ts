@@ -6,6 +6,7 @@
  */
 import { GpuDeviceLostError, GpuValidationError, ShapeMismatchError, UnsupportedError } from '../errors.js';
 import type { SaeConfig } from '../sae/config.js';
+import { widenToF32 } from '../sae/dtype.js';
 import type { SparseCodes } from '../sae/codes.js';
 import { decoderOf, type SaeWeights } from '../sae/weights.js';
 import type { GpuContext } from '../gpu/device.js';
@@ -402,6 +403,38 @@ export class GpuBackend implements SaeBackend {
       const parts: SparseCodes[] = [];
       for (let t0 = 0; t0 < tokens; t0 += per) parts.push(await this.#encodeChunk(x, t0, Math.min(per, tokens - t0)));
       return concatCodes(parts);
+    });
+  }
+
+  /** Decoder rows W_dec[f] (f32, length dIn), copied out of the GPU shards. */
+  decoderRows(features: readonly number[]): Promise<Float32Array[]> {
+    return this.#serial(async () => {
+      this.#checkAlive();
+      const { dIn, dInPad, dtype, shards } = this.decoder;
+      const rowBytes = dInPad * (dtype === 'f32' ? 4 : 2);
+      const { device } = this.#ctx;
+      // Checked before any GPU work so a bad index leaves no error scope open.
+      const sources = features.map((f) => {
+        const shard = Number.isInteger(f) ? shards.find((s) => f >= s.rowStart && f < s.rowStart + s.rows) : undefined;
+        if (shard === undefined) throw new ShapeMismatchError(`Feature ${f} is outside 0 … ${this.#config.dSae - 1}.`);
+        return { buffer: shard.buffer, offset: (f - shard.rowStart) * rowBytes };
+      });
+      const staging = this.#pool.readback('loupe decoder rows readback', Math.max(16, features.length * rowBytes));
+      try {
+        this.#scopes();
+        const enc = device.createCommandEncoder({ label: 'loupe decoder rows' });
+        sources.forEach((src, k) => enc.copyBufferToBuffer(src.buffer, src.offset, staging, k * rowBytes, rowBytes));
+        await this.#submit(enc, 'decoder row copy');
+        await staging.mapAsync(GPUMapMode.READ);
+        const bytes = staging.getMappedRange().slice(0);
+        staging.unmap();
+        return features.map((_, k) => {
+          const row = dtype === 'f32' ? new Float32Array(bytes, k * rowBytes, dIn) : new Uint16Array(bytes, k * rowBytes, dIn);
+          return Float32Array.from(widenToF32(row, dtype));
+        });
+      } finally {
+        this.#pool.release(staging);
+      }
     });
   }
 

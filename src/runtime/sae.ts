@@ -141,6 +141,15 @@ export class Sae {
     return this.#impl.reconstruct(x, tokens);
   }
 
+  /**
+   * Decoder rows W_dec[f] as f32 vectors of length dIn — the directions a feature writes into
+   * the residual stream (before any input normalisation is undone).
+   */
+  async decoderRows(features: readonly number[]): Promise<Float32Array[]> {
+    this.#alive();
+    return this.#impl.decoderRows(features);
+  }
+
   /** Frees Loupe's GPU buffers; destroys the device only if Loupe created it. */
   destroy(): void {
     if (this.#destroyed) return;
