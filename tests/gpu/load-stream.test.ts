@@ -57,7 +57,10 @@ function writeSaeLens(dir: string, dIn: number, dSae: number, dtype: WeightDtype
 
 beforeAll(async () => {
   tmp = mkdtempSync(`${tmpdir()}/loupe-gpu-load-`);
-  const mounts = cases.map((c) => ({ at: `hub:loupe-tests/${c.repo}`, dir: `${FORMATS_DIR}${c.dir}` }));
+  const mounts = cases.flatMap((c) => [
+    { at: `hub:loupe-tests/${c.repo}`, dir: `${FORMATS_DIR}${c.dir}` },
+    { at: `/files/${c.repo}`, dir: `${FORMATS_DIR}${c.dir}` },
+  ]);
   server = await serveFixtures([...mounts, { at: '/tmp', dir: tmp }]);
   slow = await serveFixtures(mounts, { trickle: { bytes: 16 * 1024, delayMs: 20 } });
 });
@@ -68,13 +71,25 @@ afterAll(async () => {
 });
 
 describe('loadSae streams onto the GPU and reproduces the golden outputs', () => {
-  test.for(cases)('$dir', async (c, ctx) => {
+  test.for(cases)('$dir from a Hugging Face repo id', async (c, ctx) => {
     await withGpu(ctx, {}, async ({ device }) => {
       const sub = c.subfolder !== '' ? { subfolder: c.subfolder } : {};
       // 4 KiB chunks and 64 KiB shards: dozens of chunks, several shards, chunks straddling shards.
       const sae = await loadSae(`loupe-tests/${c.repo}`, { backend: 'webgpu', device, endpoint: server.origin, chunkBytes: 4096, maxShardBytes: 64 * 1024, ...sub });
       try {
         expect(sae.backend).toBe('webgpu');
+        await expectGoldenOutputs(sae, c.golden);
+      } finally {
+        sae.destroy();
+      }
+    });
+  });
+
+  test.for(cases)('$dir from a plain folder URL', async (c, ctx) => {
+    await withGpu(ctx, {}, async ({ device }) => {
+      const sub = c.subfolder !== '' ? { subfolder: c.subfolder } : {};
+      const sae = await loadSae(`${server.origin}/files/${c.repo}/`, { backend: 'webgpu', device, warmup: false, ...sub });
+      try {
         await expectGoldenOutputs(sae, c.golden);
       } finally {
         sae.destroy();
