@@ -166,6 +166,10 @@ async function fromListing(folder: SaeFolder, all: readonly string[], prefix: st
     );
   }
   const [dir, names] = candidates[0] ?? ['', []];
+  if (dir.endsWith('checkpoints/') && listed.has(`${dir.slice(0, -'checkpoints/'.length)}hyperparams.json`)) {
+    // Would otherwise pass for a plain encoder/decoder ReLU SAE and give wrong features.
+    throw new SaeConfigError('This is the original Llama Scope layout (hyperparams.json + checkpoints/), which Loupe does not read yet; the R1-Distill release (config.json + sae_weights.safetensors) is supported.');
+  }
   const index = names.find((n) => n.endsWith('.safetensors.index.json'));
   let weights: string[];
   if (index !== undefined) weights = await shardsOf(folder, dir + index);

@@ -195,6 +195,15 @@ describe('loadSae over HTTP reproduces the golden outputs (CPU backend)', () => 
   });
 });
 
+test('the original Llama Scope layout is refused, not misread as a ReLU SAE', async () => {
+  const c = cases.find((x) => x.dir === 'encoder-decoder');
+  if (c === undefined) throw new Error('fixture missing');
+  const w = readFileSync(`${FORMATS_DIR}${c.dir}/${c.weights}`);
+  await expect(
+    loadSae({ files: { 'L3R/hyperparams.json': new TextEncoder().encode('{"d_model": 96}'), 'L3R/checkpoints/final.pt': w } }, { backend: 'cpu' }),
+  ).rejects.toThrow(/original Llama Scope layout/);
+});
+
 describe('readSafetensorsHeader', () => {
   test('reads only the header with two Range requests', async () => {
     const c = cases.find((x) => x.dir === 'saelens-standard');
