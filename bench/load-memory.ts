@@ -10,7 +10,7 @@
  * (lavapipe) GPU buffers live in host memory, so the 411 MB GPU copy is part of the RSS.
  * Both encode the same token; their feature indices must agree.
  *
- * Needs Debian's python3-torch (`LOUPE_WITH_TORCH=1 sudo bash tools/ci/install-system-deps.sh`).
+ * Needs Debian's python3-torch (`sudo bash tools/ci/install-system-deps.sh` installs it).
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';

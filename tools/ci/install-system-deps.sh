@@ -3,8 +3,8 @@
 #   - Mesa 25 lavapipe (Vulkan on the CPU) from bookworm-backports: Dawn (the `webgpu` npm
 #     package) rejects bookworm's own Mesa 22.3 lavapipe, so requestAdapter() would return null.
 #   - Debian's chromium for the browser tests (Playwright drives it; it never downloads a browser).
-# Optional: LOUPE_WITH_TORCH=1 also installs Debian's python3-torch for tools/golden (the
-# generated fixtures are committed, so tests never need it).
+#   - Debian's python3-torch + numpy: the reference activation server (server/python) and its
+#     tests run on PyTorch, and tools/ regenerate the committed fixtures with it.
 # Idempotent: safe to run on a machine that already has everything.
 set -euo pipefail
 
@@ -42,9 +42,8 @@ fi
 apt-get update -q
 apt-get install -y -q -t bookworm-backports mesa-vulkan-drivers libvulkan1
 apt-get install -y -q --no-install-recommends chromium
-if [ "${LOUPE_WITH_TORCH:-0}" = "1" ]; then
-  apt-get install -y -q --no-install-recommends python3-torch python3-numpy
-fi
+apt-get install -y -q --no-install-recommends python3-torch python3-numpy
 
 echo "install-system-deps: lavapipe ICD: $(ls /usr/share/vulkan/icd.d/ 2>/dev/null | tr '\n' ' ')"
 echo "install-system-deps: chromium: $(chromium --version 2>/dev/null || echo missing)"
+echo "install-system-deps: torch: $(/usr/bin/python3 -c 'import torch; print(torch.__version__)' 2>/dev/null || echo missing)"

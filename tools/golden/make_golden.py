@@ -7,7 +7,7 @@ Run with Debian's own python3 (NOT the pyenv python3 that may come first on PATH
 
 Needs Debian's python3-torch (1.13) and python3-numpy. As root:
 
-    LOUPE_WITH_TORCH=1 bash tools/ci/install-system-deps.sh
+    bash tools/ci/install-system-deps.sh
 
 The outputs are committed; tests never run this script. It is deterministic (fixed seeds, one
 thread): running it twice writes byte-identical files. Check the result with
