@@ -64,6 +64,24 @@ async function localHeader(reader: ByteReader): Promise<LocalEntry | undefined> 
   return { name, method, descriptor: (flags & 8) !== 0, compressedSize, size };
 }
 
+const RECORDS = [LOCAL, CENTRAL, EOCD, EOCD64];
+
+/** Whether the 4 bytes at `at` (when all held) are a ZIP record signature. */
+function isRecord(b: Uint8Array, at: number, len = b.byteLength): boolean {
+  return at + 4 <= len && RECORDS.includes(u32(b, at));
+}
+
+/**
+ * A data descriptor's 64-bit form (ZIP64) is 8 bytes longer than the 32-bit one. It is chosen
+ * only when a ZIP record follows it and none follows the 32-bit form — a real descriptor is
+ * always followed by the next entry or the central directory — so a damaged next header is
+ * reported as such, not read as a petabyte-sized length. `crcAt` is where the CRC field (after
+ * the signature) starts in `b`.
+ */
+function isZip64Descriptor(b: Uint8Array, crcAt: number, len = b.byteLength): boolean {
+  return !isRecord(b, crcAt + 12, len) && isRecord(b, crcAt + 20, len);
+}
+
 /** Reads an entry of unknown length: up to its data descriptor, whose size field must match. */
 async function untilDescriptor(reader: ByteReader, name: string): Promise<Uint8Array> {
   let buf = new Uint8Array(64 * 1024);
@@ -71,67 +89,101 @@ async function untilDescriptor(reader: ByteReader, name: string): Promise<Uint8A
   let scanned = 0;
   for (;;) {
     const more = await reader.peekSome();
-    if (more.byteLength === 0) throw new TorchCheckpointError(`ZIP entry "${name}" has no data descriptor before the end of the file; the checkpoint is truncated.`);
-    // Take only what we need to look at: descriptors are found in the bytes we hold.
-    const take = Math.min(more.byteLength, 1024 * 1024);
-    if (len + take > buf.byteLength) {
-      if (len + take > MAX_SMALL_ENTRY + 24) throw new TorchCheckpointError(`ZIP entry "${name}" runs past ${MAX_SMALL_ENTRY} bytes without a data descriptor; this is not a torch.save pickle.`);
-      const bigger = new Uint8Array(Math.max(buf.byteLength * 2, len + take));
-      bigger.set(buf.subarray(0, len));
-      buf = bigger;
+    const eof = more.byteLength === 0;
+    if (!eof) {
+      // Take only what we need to look at: descriptors are found in the bytes we hold.
+      const take = Math.min(more.byteLength, 1024 * 1024);
+      if (len + take > buf.byteLength) {
+        if (len + take > MAX_SMALL_ENTRY + 28) throw new TorchCheckpointError(`ZIP entry "${name}" runs past ${MAX_SMALL_ENTRY} bytes without a data descriptor; this is not a torch.save pickle.`);
+        const bigger = new Uint8Array(Math.max(buf.byteLength * 2, len + take));
+        bigger.set(buf.subarray(0, len));
+        buf = bigger;
+      }
+      buf.set(await reader.read(take, `ZIP entry "${name}"`), len);
+      len += take;
     }
-    buf.set(await reader.read(take, `ZIP entry "${name}"`), len);
-    len += take;
-    for (; scanned + 16 <= len; scanned++) {
-      if (u32(buf, scanned) !== DESCRIPTOR) continue;
-      const zip64 = scanned + 24 <= len && u32(buf, scanned + 8) === scanned && u32(buf, scanned + 12) === 0;
-      if (u32(buf, scanned + 8) !== scanned && !zip64) continue;
-      const end = scanned + (zip64 ? 24 : 16);
+    // A candidate is judged only with the 28 bytes that tell its two forms apart in hand (or at
+    // EOF), so where the chunks of the stream happen to end cannot change what is read.
+    const last = eof ? len - 16 : len - 28;
+    for (; scanned <= last; scanned++) {
+      if (u32(buf, scanned) !== DESCRIPTOR || u32(buf, scanned + 8) !== scanned) continue;
+      // The 64-bit form also needs the high word of its compressed size (the 32-bit form's size field) to be 0.
+      const end = scanned + (u32(buf, scanned + 12) === 0 && isZip64Descriptor(buf, scanned + 4, len) ? 24 : 16);
       // Give back what we read past the descriptor: it belongs to the next entry.
-      const rest = buf.subarray(end, len);
-      reader.unread(rest);
+      reader.unread(buf.subarray(end, len));
       return buf.subarray(0, scanned);
     }
-    scanned = Math.max(0, len - 24);
+    if (eof) throw new TorchCheckpointError(`ZIP entry "${name}" has no data descriptor before the end of the file; the checkpoint is truncated.`);
     if (len > MAX_SMALL_ENTRY) throw new TorchCheckpointError(`ZIP entry "${name}" runs past ${MAX_SMALL_ENTRY} bytes without a data descriptor; this is not a torch.save pickle.`);
   }
 }
 
-async function inflate(raw: Uint8Array, name: string, size: number | undefined): Promise<Uint8Array> {
+/**
+ * Inflates an entry, stopping as soon as the output passes `limit` bytes: a decompression bomb
+ * costs one chunk more than the limit, not the memory it asks for. `declared` is the size the
+ * local header gives (0 when a data descriptor follows instead).
+ */
+async function inflate(raw: Uint8Array, name: string, limit: number, limitIs: string, declared: number): Promise<Uint8Array> {
+  const reader = new Blob([raw.slice()]).stream().pipeThrough(new DecompressionStream('deflate-raw')).getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
   try {
-    const stream = new Blob([raw.slice()]).stream().pipeThrough(new DecompressionStream('deflate-raw'));
-    const out = new Uint8Array(await new Response(stream).arrayBuffer());
-    if (size !== undefined && size !== 0 && out.byteLength !== size) throw new Error(`inflated to ${out.byteLength} bytes, header says ${size}`);
-    return out;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      total += value.byteLength;
+      if (total > limit) throw new TorchCheckpointError(`ZIP entry "${name}" inflates to more than the ${limit} bytes ${limitIs}; the checkpoint is corrupt (or a decompression bomb).`);
+      chunks.push(value);
+    }
   } catch (cause) {
+    void reader.cancel().catch(() => undefined);
+    if (cause instanceof TorchCheckpointError) throw cause;
+    // The platform reports bad streams as plain Error/TypeError ("unexpected end of file", "invalid block type").
     throw new TorchCheckpointError(`ZIP entry "${name}" could not be inflated (${String(cause)}); the checkpoint is corrupt.`, { cause });
   }
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  if (declared !== 0 && total !== declared) throw new TorchCheckpointError(`ZIP entry "${name}" inflated to ${total} bytes, but its header says ${declared}; the checkpoint is corrupt.`);
+  return out;
 }
 
-/** A whole (small or foreign-written) entry's bytes. */
-async function wholeEntry(reader: ByteReader, e: LocalEntry): Promise<Uint8Array> {
+/**
+ * A whole entry's bytes: the pickle and small records, or (`storageBytes` given) a storage that
+ * cannot be streamed. Small records are held to MAX_SMALL_ENTRY, so a lying length cannot make
+ * the reader buffer a large part of the file before data.pkl has even been found.
+ */
+async function wholeEntry(reader: ByteReader, e: LocalEntry, storageBytes?: number): Promise<Uint8Array> {
   let raw: Uint8Array;
   if (e.descriptor && e.compressedSize === 0) raw = await untilDescriptor(reader, e.name);
   else {
+    if (storageBytes === undefined && e.compressedSize > MAX_SMALL_ENTRY) {
+      throw new TorchCheckpointError(`ZIP entry "${e.name}" claims ${e.compressedSize} bytes; torch.save's pickle and records are under ${MAX_SMALL_ENTRY}. The file is corrupt or not a torch.save checkpoint.`);
+    }
     raw = (await reader.read(e.compressedSize, `ZIP entry "${e.name}"`)).slice();
     if (e.descriptor) await readDescriptor(reader, e.name);
   }
-  return e.method === 8 ? inflate(raw, e.name, e.size) : raw;
+  if (e.method !== 8) return raw;
+  if (storageBytes !== undefined) return inflate(raw, e.name, storageBytes, 'the pickle gives its storage', e.size);
+  return e.size !== 0 ? inflate(raw, e.name, e.size, 'its header declares', e.size) : inflate(raw, e.name, MAX_SMALL_ENTRY, 'a torch.save pickle or record may take', 0);
 }
 
 /** Reads a data descriptor and returns its compressed-size field. */
 async function readDescriptor(reader: ByteReader, name: string): Promise<number> {
   const what = `the data descriptor of "${name}"`;
   // The signature is optional in the spec (torch writes it); sizes are 32-bit, or 64-bit in
-  // ZIP64 — told apart by whether a record signature follows the shorter form.
+  // ZIP64 — told apart by which form a record signature follows.
   const head = await reader.read(4, what);
   const withSig = u32(head, 0) === DESCRIPTOR;
   const body = await reader.read(withSig ? 12 : 8, what);
   const csizeAt = withSig ? 4 : 0;
-  const next = await reader.peek(4);
-  const records = [LOCAL, CENTRAL, EOCD, EOCD64];
-  if (next.byteLength === 4 && !records.includes(u32(next, 0))) {
-    const more = await reader.read(withSig ? 8 : 4, what);
+  // What follows the 32-bit form: 4 bytes, then the 8 by which the 64-bit form is longer, then 4.
+  const next = await reader.peek(12);
+  if (!isRecord(next, 0) && isRecord(next, 8)) {
+    const more = await reader.read(8, what);
     const all = new Uint8Array(body.byteLength + more.byteLength);
     all.set(body);
     all.set(more, body.byteLength);
@@ -161,17 +213,28 @@ export async function streamTorchCheckpoint(reader: ByteReader): Promise<TensorS
   while (refs === undefined) {
     const e = await localHeader(reader);
     if (e === undefined) throw new TorchCheckpointError('The zip ended without a data.pkl: not a torch.save checkpoint.');
+    // Checked before reading: a storage can be large, and this reader would have to hold it.
+    if (/(^|\/)data\/[^/]+$/.test(e.name)) {
+      throw new TorchCheckpointError('This zip stores tensor data before data.pkl; Loupe streams torch.save checkpoints, which write data.pkl first. Load it from memory with readTorchCheckpoint instead.');
+    }
     const bytes = await wholeEntry(reader, e);
     if (e.name === 'data.pkl' || e.name.endsWith('/data.pkl')) {
       prefix = e.name.slice(0, e.name.length - 'data.pkl'.length);
       refs = tensorRefsOf(bytes);
-    } else if (e.name.endsWith('/data/0') || e.name.startsWith('data/')) {
-      throw new TorchCheckpointError('This zip stores tensor data before data.pkl; Loupe streams torch.save checkpoints, which write data.pkl first. Load it from memory with readTorchCheckpoint instead.');
     }
   }
   const byStorage = new Map<string, Array<{ name: string; ref: TensorRef }>>();
   const tensors = new Map<string, StreamedTensor>();
   for (const [name, ref] of refs) {
+    // The pickle's storage sizes become read lengths below: they must be whole, addressable byte counts.
+    const { key, numel, size, dtype } = ref.storage;
+    if (!Number.isSafeInteger(numel) || numel < 0 || !Number.isSafeInteger(numel * size)) {
+      throw new TorchCheckpointError(`Storage ${key} of tensor "${name}" has ${numel} elements in the pickle; expected a non-negative integer below 2^53 bytes. The checkpoint is corrupt.`);
+    }
+    const other = byStorage.get(key)?.[0]?.ref.storage;
+    if (other !== undefined && (other.numel !== numel || other.dtype !== dtype)) {
+      throw new TorchCheckpointError(`Storage ${key} is ${other.numel} × ${other.dtype} for one tensor but ${numel} × ${dtype} for "${name}"; the pickle is corrupt.`);
+    }
     const list = byStorage.get(ref.storage.key) ?? [];
     list.push({ name, ref });
     byStorage.set(ref.storage.key, list);
@@ -193,7 +256,11 @@ export async function streamTorchCheckpoint(reader: ByteReader): Promise<TensorS
       while (wanted.size > 0) {
         const e = await localHeader(reader);
         if (e === undefined) {
-          throw new TorchCheckpointError(`The checkpoint ended before the storages of ${[...wanted.values()].flat().map((x) => `"${x.name}"`).join(', ')}; it is truncated.`);
+          // The central directory was reached, so the entries are complete: the storage is missing, not cut off.
+          const missing = [...wanted.entries()].map(([k, list]) => `${list.map((x) => `"${x.name}"`).join(', ')} (${storagePrefix}${k})`);
+          throw new TorchCheckpointError(
+            `The zip's entries ended at byte ${reader.position - 4} without the storage${missing.length > 1 ? 's' : ''} of ${missing.join(', ')}; the checkpoint is incomplete or corrupt. Download it again, or re-save it with torch.save.`,
+          );
         }
         if (e.name.endsWith('byteorder')) {
           const order = new TextDecoder().decode(await wholeEntry(reader, e)).trim();
@@ -210,8 +277,11 @@ export async function streamTorchCheckpoint(reader: ByteReader): Promise<TensorS
             await reader.skip(e.compressedSize, `ZIP entry "${e.name}"`);
             if (e.descriptor) await readDescriptor(reader, e.name);
           } else if (info !== undefined && e.method === 0) {
-            await reader.skip(info.numel * info.size, `storage ${key ?? ''}`);
-            await readDescriptor(reader, e.name);
+            const bytes = info.numel * info.size;
+            await reader.skip(bytes, `storage ${key ?? ''}`);
+            // Checked even though nothing is kept: a wrong length would put the parser inside the next entry.
+            const recorded = await readDescriptor(reader, e.name);
+            if (recorded !== bytes) throw new TorchCheckpointError(`Storage ${key ?? ''} holds ${recorded} bytes, but the pickle says ${info.numel} × ${info.size} = ${bytes}; the checkpoint is corrupt.`);
           } else {
             await untilDescriptor(reader, e.name);
           }
@@ -251,8 +321,9 @@ export async function streamTorchCheckpoint(reader: ByteReader): Promise<TensorS
           let raw: Uint8Array;
           if (e.method === 0 && e.descriptor && e.compressedSize === 0) {
             raw = (await reader.read(bytes, `storage ${key}`)).slice();
-            await readDescriptor(reader, e.name);
-          } else raw = await wholeEntry(reader, e);
+            const recorded = await readDescriptor(reader, e.name);
+            if (recorded !== bytes) throw new TorchCheckpointError(`Storage ${key} holds ${recorded} bytes, but the pickle says ${numel} × ${elem} = ${bytes}; the checkpoint is corrupt.`);
+          } else raw = await wholeEntry(reader, e, bytes);
           if (raw.byteLength !== bytes) throw new TorchCheckpointError(`Storage ${key} holds ${raw.byteLength} bytes, but the pickle says ${numel} × ${elem} = ${bytes}.`);
           for (const t of targets) {
             const m = materialise(t.ref, raw, t.name);

@@ -17,9 +17,11 @@ export interface ByteReaderOptions {
 }
 
 function iteratorOf(stream: ByteStream): AsyncIterator<Uint8Array> {
-  if (Symbol.asyncIterator in stream) return (stream as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
-  // ReadableStream without async iteration (older Safari): wrap its reader.
-  const reader = (stream as ReadableStream<Uint8Array>).getReader();
+  // A ReadableStream is read through its reader even where it is async-iterable: the iterator's
+  // return() waits behind a pending read, so cancelling a stalled stream would hang, while
+  // reader.cancel() settles the pending read at once. Older Safari has no async iteration anyway.
+  if (!('getReader' in stream)) return stream[Symbol.asyncIterator]();
+  const reader = stream.getReader();
   return {
     next: async () => {
       const r = await reader.read();
@@ -32,6 +34,15 @@ function iteratorOf(stream: ByteStream): AsyncIterator<Uint8Array> {
   };
 }
 
+/**
+ * Parsers validate the lengths they read from a file before asking for that many bytes; a
+ * negative, fractional or unsafe count reaching the reader is a parser bug, so it fails loudly
+ * instead of moving the position by a nonsense amount.
+ */
+function checkCount(n: number, what: string): void {
+  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`ByteReader: asked for ${n} bytes of ${what}; lengths must be non-negative integers.`);
+}
+
 export class ByteReader {
   /** Bytes consumed by the parser so far (its position in the file). */
   position = 0;
@@ -39,6 +50,8 @@ export class ByteReader {
   #chunk: Uint8Array = new Uint8Array(0);
   #received = 0;
   #done = false;
+  /** A next() of the source that has not settled (an abort stopped waiting for it). */
+  #pending = false;
   readonly #opts: ByteReaderOptions;
 
   constructor(stream: ByteStream, options: ByteReaderOptions) {
@@ -46,9 +59,39 @@ export class ByteReader {
     this.#opts = options;
   }
 
+  #abortError(s: AbortSignal): Error {
+    return s.reason instanceof Error ? s.reason : new DOMException('The load was aborted.', 'AbortError');
+  }
+
   #checkAbort(): void {
     const s = this.#opts.signal;
-    if (s?.aborted === true) throw s.reason instanceof Error ? s.reason : new DOMException('The load was aborted.', 'AbortError');
+    if (s?.aborted === true) throw this.#abortError(s);
+  }
+
+  /**
+   * The source's next chunk, or the abort error as soon as the signal fires: a stalled source (a
+   * connection gone quiet, a custom stream that never yields) must not outlive an abort.
+   */
+  #next(): Promise<IteratorResult<Uint8Array>> {
+    const s = this.#opts.signal;
+    this.#pending = true;
+    const next = this.#it.next().finally(() => {
+      this.#pending = false;
+    });
+    if (s === undefined) return next;
+    // A read that fails after the abort has been reported must not become an unhandled rejection.
+    next.catch(() => undefined);
+    let onAbort = (): void => undefined;
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => {
+        reject(this.#abortError(s));
+        // Also stop the source here: the parser's caller may not know this reader yet (an abort
+        // during the header), and a stalled read would otherwise hold the stream open.
+        void this.cancel();
+      };
+      s.addEventListener('abort', onAbort, { once: true });
+    });
+    return Promise.race([next, aborted]).finally(() => s.removeEventListener('abort', onAbort));
   }
 
   /** Pulls the next chunk into #chunk; false at end of stream. */
@@ -56,7 +99,7 @@ export class ByteReader {
     this.#checkAbort();
     if (this.#done) return false;
     for (;;) {
-      const r = await this.#it.next();
+      const r = await this.#next();
       this.#checkAbort();
       if (r.done === true) {
         this.#done = true;
@@ -72,20 +115,30 @@ export class ByteReader {
 
   /** Exactly n bytes (a fresh copy when they span chunks). Throws the truncation error at EOF. */
   async read(n: number, what: string): Promise<Uint8Array> {
+    checkCount(n, what);
     if (this.#chunk.byteLength >= n) {
       const out = this.#chunk.subarray(0, n);
       this.#chunk = this.#chunk.subarray(n);
       this.position += n;
       return out;
     }
-    const out = new Uint8Array(n);
+    // Gather the pieces first and allocate once they are all here: a length field that claims far
+    // more than the stream holds then ends in the truncation error, not a huge (or impossible) allocation.
+    const parts: Uint8Array[] = [];
     let have = 0;
     while (have < n) {
       if (this.#chunk.byteLength === 0 && !(await this.#pull())) throw this.#opts.truncated(what, this.position + have);
       const take = Math.min(n - have, this.#chunk.byteLength);
-      out.set(this.#chunk.subarray(0, take), have);
+      // A copy: a source may reuse a chunk's memory once the next one is asked for.
+      parts.push(this.#chunk.slice(0, take));
       this.#chunk = this.#chunk.subarray(take);
       have += take;
+    }
+    const out = new Uint8Array(n);
+    let at = 0;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.byteLength;
     }
     this.position += n;
     return out;
@@ -99,6 +152,7 @@ export class ByteReader {
 
   /** Passes the next n bytes to `sink` in arrival-sized pieces (views, valid during the call). */
   async pipe(n: number, what: string, sink: (bytes: Uint8Array) => void | Promise<void>): Promise<void> {
+    checkCount(n, what);
     let left = n;
     while (left > 0) {
       if (this.#chunk.byteLength === 0 && !(await this.#pull())) throw this.#opts.truncated(what, this.position);
@@ -153,7 +207,11 @@ export class ByteReader {
     this.#done = true;
     this.#chunk = new Uint8Array(0);
     try {
-      await this.#it.return?.();
+      const done = this.#it.return?.();
+      // An async generator queues return() behind a next() that never settles: after an abort
+      // of a stalled source, ask it to stop but do not wait for it.
+      if (this.#pending) void done?.catch(() => undefined);
+      else await done;
     } catch {
       // a stream that already errored (e.g. aborted fetch) cannot be cancelled again
     }

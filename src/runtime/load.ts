@@ -84,6 +84,7 @@ export async function loadSae(source: SaeSource | { files: SaeFiles }, options: 
   const opened = await openSource(source, options);
   const found = await locateSae(opened, options);
   const streams: TensorStream[] = [];
+  const readers: ByteReader[] = [];
   let ctx: GpuContext | undefined;
   let pool: BufferPool | undefined;
   try {
@@ -96,6 +97,8 @@ export async function loadSae(source: SaeSource | { files: SaeFiles }, options: 
         onBytes: options.onProgress !== undefined ? (loaded) => options.onProgress?.({ file: path, loaded, total: file.size }) : undefined,
         truncated: truncatedError(path),
       });
+      // Registered before the header is read, so a failure inside the header still cancels the read.
+      readers.push(reader);
       const stream = path.endsWith('.safetensors') ? await streamSafetensors(reader, file.size) : await streamTorchCheckpoint(reader);
       streams.push(stream);
       for (const [name, t] of stream.tensors) {
@@ -156,7 +159,7 @@ export async function loadSae(source: SaeSource | { files: SaeFiles }, options: 
     const weights = { W_enc: { dtype, data: (enc as CpuMatrixTarget).data }, ...(dec instanceof CpuMatrixTarget ? { W_dec: { dtype, data: dec.data } } : {}), ...vectors };
     return await Sae.fromBackend(config, new CpuBackend(config, weights), undefined, false);
   } catch (err) {
-    await Promise.all(streams.map((s) => s.cancel()));
+    await Promise.all([...streams.map((s) => s.cancel()), ...readers.map((r) => r.cancel())]);
     pool?.destroyAll();
     ctx?.release();
     if (err instanceof Error && err.name === 'AbortError') throw err;

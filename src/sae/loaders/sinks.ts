@@ -40,6 +40,11 @@ export class MatrixSink implements TensorSink {
    * `dSae`/`dIn` are the matrix's feature and input widths.
    */
   constructor(name: string, target: MatrixTarget, from: WeightDtype, layout: MatrixLayout, dSae: number, dIn: number, chunkBytes = CHUNK_BYTES) {
+    // A zero-wide matrix would make a zero-byte chunk (and NaN rows per chunk): refuse it by name
+    // here rather than report it later as a "truncated" file.
+    if (!Number.isSafeInteger(dSae) || dSae <= 0 || !Number.isSafeInteger(dIn) || dIn <= 0) {
+      throw new ShapeMismatchError(`Tensor "${name}" is a ${dSae} × ${dIn} (d_sae × d_in) weight matrix; both must be positive integers. Check d_in and d_sae in the SAE's config.`);
+    }
     this.#name = name;
     this.#target = target;
     this.#from = from;
@@ -48,7 +53,10 @@ export class MatrixSink implements TensorSink {
     this.#rowCount = layout === 'feature-major' ? dSae : dIn;
     this.#rowBytes = rowLen * (from === 'f32' ? 4 : 2);
     // An even number of rows per chunk, so 16-bit input rows pair up into whole u32 words.
-    const rows = Math.max(2, Math.floor(chunkBytes / this.#rowBytes));
+    // A NaN or infinite chunk size (a bad option) falls back to the default: NaN rows would make a
+    // zero-byte buffer that write() could never fill.
+    const perChunk = Math.floor(chunkBytes / this.#rowBytes);
+    const rows = Math.max(2, Number.isFinite(perChunk) ? perChunk : Math.floor(CHUNK_BYTES / this.#rowBytes));
     this.#chunkRows = Math.min(rows - (rows % 2), this.#rowCount + (this.#rowCount % 2));
     this.#buf = new Uint8Array(this.#chunkRows * this.#rowBytes);
   }
