@@ -25,3 +25,8 @@ export { GpuContext, type GpuContextOptions, type GpuCapabilities, type LimitsMo
 export { readSafetensors, parseSafetensorsHeader, type SafetensorsEntry, type SafetensorsFile, type SafetensorsTensor, type SafetensorsDtype } from './formats/safetensors.js';
 export { readTorchCheckpoint, type TorchTensor } from './formats/torch.js';
 export * from './errors.js';
+export { RemoteSource, type RemoteSourceOptions, type GenerateRequest, type WireSteering, type SteeringStart, type SourceEvent, type ActivationFrame, type ReceivedToken } from './sources/remote.js';
+export { FrameParser, activationToF32, PROTOCOL_MAJOR, type Frame, type TokenFrame, type StreamHeader, type WireDtype, type Phase } from './sources/frames.js';
+export { ActivationRing } from './sources/activation-ring.js';
+export { pushVector, wireSteering, sideBySide, vectorToBase64, base64ToVector, type SteeringPlan, type FeaturePush, type FeatureClamp } from './steer/plan.js';
+export { ResponsePrefixDetector, RESPONSE_PREFIX } from './steer/prefix.js';

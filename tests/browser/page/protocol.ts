@@ -79,3 +79,32 @@ declare global {
     __load?: LoadApi;
   }
 }
+
+/** A remote generation streamed into the page (page/remote.ts). */
+export interface RemoteRunResult {
+  readonly header: { readonly d_in: number; readonly dtype: string; readonly layer: number; readonly prompt_tokens: number };
+  readonly tokens: Array<{ readonly position: number; readonly tokenId: number; readonly phase: string; readonly steered: boolean }>;
+  /** Each token's activation widened on the CPU from the wire bytes, [T][dIn]. */
+  readonly activations: number[][];
+  /** The same activations widened on the GPU from the ring (shaders/widen_activations.wgsl). */
+  readonly gpuWidened: number[];
+  /** SAE codes of all tokens, encoded on the GPU straight from the widened ring buffer. */
+  readonly codes: { readonly offsets: number[]; readonly indices: number[]; readonly values: number[] };
+  readonly events: string[];
+  readonly gpuErrors: string[];
+}
+
+export interface RemoteApi {
+  run(options: {
+    url: string;
+    token: string;
+    request: unknown;
+    sae: { dIn: number; dSae: number; k: number; wEnc: number[]; wDec: number[]; bEnc: number[]; bDec: number[] };
+  }): Promise<RemoteRunResult>;
+}
+
+declare global {
+  interface Window {
+    __remote?: RemoteApi;
+  }
+}
