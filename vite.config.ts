@@ -39,8 +39,9 @@ function libraryConfig(): UserConfig {
         fileName: () => 'sae-loupe.js',
       },
       rolldownOptions: {
-        // lit is the only runtime dependency; the app that uses Loupe brings its own copy.
-        external: [/^lit($|\/)/, /^@lit\//, /^@lit-labs\//],
+        // lit is the runtime dependency; transformers.js and onnxruntime-web are optional peers,
+        // loaded only by LocalModelSource: the app that uses Loupe brings its own copies.
+        external: [/^lit($|\/)/, /^@lit\//, /^@lit-labs\//, /^@huggingface\/transformers/, /^onnxruntime-web/],
       },
     },
   };

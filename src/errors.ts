@@ -88,3 +88,8 @@ export class RemoteSourceError extends LoupeError {
 export class StreamDroppedError extends LoupeError {
   override name = 'StreamDroppedError';
 }
+
+/** An ONNX model is malformed or hostile, or a graph edit cannot find or rewrite the tensor it was asked for. */
+export class OnnxGraphError extends LoupeError {
+  override name = 'OnnxGraphError';
+}

@@ -30,3 +30,6 @@ export { FrameParser, activationToF32, PROTOCOL_MAJOR, type Frame, type TokenFra
 export { ActivationRing } from './sources/activation-ring.js';
 export { pushVector, wireSteering, sideBySide, vectorToBase64, base64ToVector, type SteeringPlan, type FeaturePush, type FeatureClamp } from './steer/plan.js';
 export { ResponsePrefixDetector, RESPONSE_PREFIX } from './steer/prefix.js';
+export { LocalModelSource, DEFAULT_LOCAL_MODEL, type LocalModelSourceOptions, type LocalFrame, type LocalSteering } from './sources/local.js';
+export { tapAndSteer, tapAndSteerInPlace, findSite, TAP_SPARE_BYTES, type TapOptions, type TapResult, type OnnxSite, type OnnxExportFamily } from './formats/onnx/tap.js';
+export { indexOnnxModel } from './formats/onnx/model.js';

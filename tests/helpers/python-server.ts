@@ -92,3 +92,40 @@ export function referenceHiddenStates(ids: readonly number[], layer: number): nu
   if (r.status !== 0) throw new Error(`reference forward failed: ${r.stderr}`);
   return JSON.parse(r.stdout) as number[][];
 }
+
+/**
+ * A PyTorch reference for local steering, independent of the ONNX path: greedy decoding of the
+ * tiny model with full forwards (no cache), a forward hook on model.layers[layer] adding `vector`
+ * to the block output at every position ≥ `start`; returns the generated ids and the (steered)
+ * block outputs of every position of prompt + generated ids.
+ */
+export function referenceSteeredGreedy(promptIds: readonly number[], layer: number, vector: readonly number[] | undefined, start: number, steps: number): { ids: number[]; hidden: number[][] } {
+  const script = [
+    'import json, sys, torch',
+    'from loupe_server.models.qwen2 import Qwen2ForCausalLM',
+    `model = Qwen2ForCausalLM.from_pretrained(${JSON.stringify(TINY_MODEL)})`,
+    'model.eval()',
+    'req = json.load(sys.stdin)',
+    'v = None if req["vector"] is None else torch.tensor(req["vector"], dtype=torch.float32)',
+    'captured = {}',
+    'def hook(mod, inp, out):',
+    '    h = out[0] if isinstance(out, tuple) else out',
+    '    if v is not None:',
+    '        pos = torch.arange(h.shape[1])',
+    '        h = h + (pos >= req["start"]).to(h.dtype)[None, :, None] * v',
+    '    captured["h"] = h',
+    '    return (h,) + tuple(out[1:]) if isinstance(out, tuple) else h',
+    'model.model.layers[req["layer"]].register_forward_hook(hook)',
+    'ids = list(req["prompt"])',
+    'with torch.no_grad():',
+    '    for _ in range(req["steps"]):',
+    '        logits, _ = model(torch.tensor([ids]))',
+    '        ids.append(int(logits[0, -1].argmax()))',
+    '    model(torch.tensor([ids]))',
+    'json.dump({"ids": ids, "hidden": captured["h"][0].tolist()}, sys.stdout)',
+  ].join('\n');
+  const input = JSON.stringify({ prompt: promptIds, layer, vector: vector ?? null, start, steps });
+  const r = spawnSync(PYTHON, ['-c', script], { cwd: SERVER_DIR, input, encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
+  if (r.status !== 0) throw new Error(`reference steered greedy failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as { ids: number[]; hidden: number[][] };
+}

@@ -108,3 +108,23 @@ declare global {
     __remote?: RemoteApi;
   }
 }
+
+/** A local (transformers.js + onnxruntime-web) generation in the page (page/local.ts). */
+export interface LocalRunResult {
+  readonly tap: { readonly name: string; readonly elemType: number; readonly dIn: number; readonly tensor: string };
+  readonly frames: Array<{ readonly position: number; readonly tokenId: number; readonly phase: string; readonly steered: boolean; readonly x: number[] | null }>;
+  readonly stats: { readonly readbacks: number; readonly gpuHooks: number; readonly cpuHooks: number };
+  readonly sameDevice: boolean;
+  readonly gpuErrors: string[];
+  readonly steeredFrames?: LocalRunResult['frames'];
+}
+
+export interface LocalApi {
+  run(options: { layer: number; maxNewTokens: number; messages: Array<{ role: 'user'; content: string }>; steer: { vector: number[]; start: number } }): Promise<LocalRunResult>;
+}
+
+declare global {
+  interface Window {
+    __local?: LocalApi;
+  }
+}
