@@ -10,10 +10,43 @@
  * SharedArrayBuffer and wasm threads (onnxruntime-web) are available later. WGSL files are
  * imported with `?raw`, which Vite handles without a plugin.
  */
+import { readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { defineConfig, type UserConfig } from 'vite';
+import { defineConfig, type Plugin, type UserConfig } from 'vite';
 
 const repoRoot = fileURLToPath(new URL('.', import.meta.url));
+
+/** onnxruntime-web's wasm runtime files (the version transformers.js pins: one ORT in the page). */
+function ortDistDir(): string {
+  const require = createRequire(import.meta.url);
+  return dirname(require.resolve('onnxruntime-web/ort-wasm-simd-threaded.wasm'));
+}
+
+/**
+ * Serves onnxruntime-web's .wasm/.mjs runtime at `/ort/` (dev) and copies them into the build, so
+ * a page using LocalModelSource passes `wasmPaths: './ort/'` and never reaches for a CDN.
+ */
+export function ortAssets(): Plugin {
+  // The webgpu bundle loads the asyncify build; the plain one serves the wasm EP. The jsep/jspi
+  // variants (unused by this bundle) stay out of the build.
+  const files = (): string[] => readdirSync(ortDistDir()).filter((f) => /^ort-wasm-simd-threaded(\.asyncify)?\.(wasm|mjs)$/.test(f));
+  return {
+    name: 'loupe-ort-assets',
+    configureServer(server) {
+      server.middlewares.use('/ort/', (req, res, next) => {
+        const name = (req.url ?? '').replace(/^\//, '').split('?')[0] ?? '';
+        if (!files().includes(name)) return next();
+        res.setHeader('Content-Type', name.endsWith('.wasm') ? 'application/wasm' : 'text/javascript');
+        res.end(readFileSync(join(ortDistDir(), name)));
+      });
+    },
+    generateBundle() {
+      for (const name of files()) this.emitFile({ type: 'asset', fileName: `ort/${name}`, source: readFileSync(join(ortDistDir(), name)) });
+    },
+  };
+}
 
 /** Cross-origin isolation: needed for SharedArrayBuffer / multi-threaded wasm. */
 export const isolationHeaders: Record<string, string> = {
@@ -51,6 +84,7 @@ function demoConfig(): UserConfig {
   return {
     root: fileURLToPath(new URL('./demo', import.meta.url)),
     publicDir: 'public',
+    plugins: [ortAssets()],
     // Relative asset URLs: the built demo works from any folder (or a file server sub-path).
     base: './',
     server: {

@@ -81,6 +81,13 @@ export interface LocalModelSourceOptions {
   /** Where onnxruntime-web's .wasm files are served (offline pages must serve them locally). */
   readonly wasmPaths?: string;
   readonly onProgress?: (p: { file: string; loaded: number; total: number | undefined }) => void;
+  /**
+   * false (default): the SAE binds onnxruntime's output buffer itself (zero copy) and the model
+   * waits for the codes. true: the hook is copied GPU→GPU into a Loupe buffer and encoded while
+   * the model computes the next token — for GPUs that overlap queues; on SwiftShader it measured
+   * no faster (bench/results/*-local-overhead-*).
+   */
+  readonly overlap?: boolean;
 }
 
 export interface LocalFrame {
@@ -103,21 +110,29 @@ export const DEFAULT_LOCAL_MODEL = 'onnx-community/DeepSeek-R1-Distill-Qwen-1.5B
 
 /** Spy points for tests: how often the hook tensor was read back to the CPU. */
 export interface HookStats {
+  /** Hook tensors read back to the CPU (fp16 or wasm hooks only). */
   readbacks: number;
+  /** Hooks encoded from onnxruntime's own GPU buffer (overlap: false). */
   gpuHooks: number;
+  /** Hooks copied GPU→GPU into a Loupe buffer and encoded from there (overlap: true). */
+  gpuSnapshots: number;
   cpuHooks: number;
 }
 
 export class LocalModelSource {
   readonly tap: TapResult['hook'];
-  readonly stats: HookStats = { readbacks: 0, gpuHooks: 0, cpuHooks: 0 };
+  readonly stats: HookStats = { readbacks: 0, gpuHooks: 0, gpuSnapshots: 0, cpuHooks: 0 };
+  /** See LocalModelSourceOptions.overlap; may change between generations. */
+  overlap: boolean;
+  /** Free GPU snapshot buffers (overlap mode), reused across steps. */
+  readonly #spare: GPUBuffer[] = [];
   #sae: Sae | undefined;
   #steering: LocalSteering | undefined;
   #steerStart: number | undefined;
   #zeros: OrtTensor;
   #steerTensor: OrtTensor;
   /** Called by the wrapped session for every step's hook tensor (set while generating). */
-  #onStep: ((inputIds: readonly number[], hook: OrtTensor) => Promise<void>) | undefined;
+  #onStep: ((inputIds: readonly number[], hook: OrtTensor) => Promise<void> | void) | undefined;
 
   private constructor(
     readonly tokenizer: TjsTokenizer,
@@ -127,8 +142,10 @@ export class LocalModelSource {
     private readonly tjs: TjsModule,
     tap: TapResult['hook'],
     private readonly session: OrtSession,
+    overlap: boolean,
   ) {
     this.tap = tap;
+    this.overlap = overlap;
     this.#zeros = this.#tensor(new Float32Array(tap.dIn));
     this.#steerTensor = this.#zeros;
   }
@@ -192,7 +209,7 @@ export class LocalModelSource {
     if (session === undefined) throw new UnsupportedError(`${id} has no ONNX session Loupe can tap.`);
     let gpuDevice: GPUDevice | undefined;
     if (device === 'webgpu') gpuDevice = await ort.env.webgpu.device;
-    const source = new LocalModelSource(tokenizer, model, gpuDevice, ort, tjs, tap.hook, session);
+    const source = new LocalModelSource(tokenizer, model, gpuDevice, ort, tjs, tap.hook, session, options.overlap ?? false);
     source.#wrap();
     return source;
   }
@@ -246,20 +263,38 @@ export class LocalModelSource {
     this.#steerStart = typeof steering?.start === 'number' ? steering.start : undefined;
   }
 
-  async #codes(hook: OrtTensor, tokens: number): Promise<SparseCodes | undefined> {
+  /**
+   * Starts the SAE on a step's hook and returns its codes' promise. Everything that touches the
+   * hook tensor happens before this returns (the caller disposes it right after): in overlap mode
+   * a GPU→GPU copy is submitted at once, so onnxruntime may reuse its buffer for the next step.
+   */
+  #startCodes(hook: OrtTensor, tokens: number): Promise<SparseCodes | undefined> {
     const sae = this.#sae;
-    if (sae === undefined) return undefined;
-    if (hook.location === 'gpu-buffer' && hook.gpuBuffer !== undefined && this.tap.elemType === 1) {
-      this.stats.gpuHooks++;
-      return sae.encode(hook.gpuBuffer, { tokens });
+    if (sae === undefined) return Promise.resolve(undefined);
+    const device = this.gpuDevice;
+    if (hook.location === 'gpu-buffer' && hook.gpuBuffer !== undefined && this.tap.elemType === 1 && device !== undefined) {
+      if (!this.overlap) {
+        this.stats.gpuHooks++;
+        return sae.encode(hook.gpuBuffer, { tokens });
+      }
+      this.stats.gpuSnapshots++;
+      const bytes = tokens * this.tap.dIn * 4;
+      const i = this.#spare.findIndex((b) => b.size >= bytes);
+      const snap = i >= 0 ? (this.#spare.splice(i, 1)[0] as GPUBuffer) : device.createBuffer({ label: 'loupe hook snapshot', size: Math.max(256, bytes), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC });
+      const enc = device.createCommandEncoder({ label: 'loupe hook snapshot' });
+      enc.copyBufferToBuffer(hook.gpuBuffer, 0, snap, 0, bytes);
+      device.queue.submit([enc.finish()]);
+      return sae.encode(snap, { tokens }).finally(() => this.#spare.push(snap));
     }
     // CPU hook (wasm EP), or an fp16 hook: the values come to the CPU once.
     this.stats.cpuHooks++;
     if (hook.location !== 'cpu') this.stats.readbacks++;
-    const data = hook.location === 'cpu' ? hook.data : await hook.getData?.();
-    const x = data instanceof Float32Array ? data : data instanceof Uint16Array ? Float32Array.from(data, (b) => f16ToF32(b)) : undefined;
-    if (x === undefined) throw new UnsupportedError(`Cannot read a ${hook.type} hook tensor.`);
-    return sae.encode(x, { tokens });
+    const read = hook.location === 'cpu' ? Promise.resolve(hook.data) : (hook.getData?.() ?? Promise.resolve(undefined));
+    return read.then((data) => {
+      const x = data instanceof Float32Array ? data.slice() : data instanceof Uint16Array ? Float32Array.from(data, (b) => f16ToF32(b)) : undefined;
+      if (x === undefined) throw new UnsupportedError(`Cannot read a ${hook.type} hook tensor.`);
+      return sae.encode(x, { tokens });
+    });
   }
 
   /**
@@ -288,24 +323,40 @@ export class LocalModelSource {
       steered,
       ...(codes !== undefined ? { codes } : {}),
     });
-    this.#onStep = async (ids, hook) => {
+    // Frames leave in order: each step's frames wait for that step's codes (and the previous step's).
+    let ordered: Promise<void> = Promise.resolve();
+    let codesFailure: unknown;
+    this.#onStep = (ids, hook) => {
       const steered = this.#steerTensor !== this.#zeros;
-      const codes = await this.#codes(hook, ids.length);
-      ids.forEach((tokenId, k) => {
+      const codesPromise = this.#startCodes(hook, ids.length);
+      const frames = ids.map((tokenId, k) => {
         const p = position + k;
-        const frame = frameOf(tokenId, p, codes !== undefined ? sliceCodes(codes, k) : undefined, phase !== 'prompt' && steered);
-        queue.push(frame);
+        const frame = frameOf(tokenId, p, undefined, phase !== 'prompt' && steered);
         if (phase !== 'prompt') {
           if (tokenId === thinkEnd) phase = 'answer';
+          // steering for the next step is decided now, from the tokens alone
           this.#updateSteering(p + 1, prefix.push(p, frame.text), phase);
         }
+        return frame;
       });
       position += ids.length;
       if (phase === 'prompt') {
         phase = 'thinking'; // the chat template's generation prompt opens <think>
         this.#updateSteering(position, undefined, phase);
       }
-      wake?.();
+      ordered = ordered
+        .then(() => codesPromise)
+        .then(
+          (codes) => {
+            frames.forEach((f, k) => queue.push(codes !== undefined ? { ...f, codes: sliceCodes(codes, k) } : f));
+          },
+          (e: unknown) => {
+            codesFailure ??= e;
+          },
+        )
+        .finally(() => wake?.());
+      // Without overlap the model waits for the SAE: its buffer is bound directly.
+      return this.overlap ? undefined : ordered;
     };
     const prompt = this.tokenizer.apply_chat_template(messages, { add_generation_prompt: true, return_dict: true }) as Record<string, unknown>;
     const interrupt = new this.tjs.InterruptableStoppingCriteria();
@@ -333,13 +384,18 @@ export class LocalModelSource {
           yield next;
           continue;
         }
-        if (done) break;
+        if (done) {
+          await ordered;
+          if (queue.length > 0) continue;
+          break;
+        }
         await new Promise<void>((ok) => (wake = ok));
         wake = undefined;
       }
       await run;
       options.signal?.throwIfAborted();
       if (failure !== undefined) throw failure;
+      if (codesFailure !== undefined) throw codesFailure;
       // An end-of-sequence token ends generation before it is fed: emit it without codes.
       const ids = idsOf(output);
       const last = ids.at(-1);
@@ -372,6 +428,7 @@ export class LocalModelSource {
   }
 
   async dispose(): Promise<void> {
+    for (const b of this.#spare.splice(0)) b.destroy();
     await this.model.dispose?.();
   }
 }

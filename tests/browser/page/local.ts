@@ -45,7 +45,10 @@ const run: LocalApi['run'] = async ({ layer, maxNewTokens, messages, steer }) =>
     return frames;
   };
   try {
+    // first run: the SAE binds onnxruntime's buffer directly; second: GPU snapshot, overlapped
+    source.overlap = false;
     const frames = await collect();
+    source.overlap = true;
     source.setSteering({ vector: Float32Array.from(steer.vector), start: steer.start });
     const steeredFrames = await collect();
     return { tap: source.tap, frames, steeredFrames, stats: { ...source.stats }, sameDevice: sae.device === source.gpuDevice && sae.device !== undefined, gpuErrors };

@@ -113,7 +113,7 @@ declare global {
 export interface LocalRunResult {
   readonly tap: { readonly name: string; readonly elemType: number; readonly dIn: number; readonly tensor: string };
   readonly frames: Array<{ readonly position: number; readonly tokenId: number; readonly phase: string; readonly steered: boolean; readonly x: number[] | null }>;
-  readonly stats: { readonly readbacks: number; readonly gpuHooks: number; readonly cpuHooks: number };
+  readonly stats: { readonly readbacks: number; readonly gpuHooks: number; readonly gpuSnapshots: number; readonly cpuHooks: number };
   readonly sameDevice: boolean;
   readonly gpuErrors: string[];
   readonly steeredFrames?: LocalRunResult['frames'];
