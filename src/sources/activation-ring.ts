@@ -92,3 +92,64 @@ export class ActivationRing {
     this.#out = undefined;
   }
 }
+
+/**
+ * Widens a [tokens][dIn] f16 or bf16 activation buffer someone else owns (onnxruntime's fp16
+ * hook output) into f32 rows on the GPU, with the ring's kernel: the buffer is read as `tokens`
+ * consecutive slots. Nothing reaches the CPU.
+ */
+export class ActivationWidener {
+  readonly #device: GPUDevice;
+  readonly #layout: GPUBindGroupLayout;
+  readonly #pipelines = new Map<WireDtype, GPUComputePipeline>();
+  readonly #params: GPUBuffer;
+  #out: GPUBuffer | undefined;
+
+  constructor(device: GPUDevice) {
+    this.#device = device;
+    this.#layout = computeLayout(device, 'loupe widen activations layout', ['uniform', 'read', 'rw']);
+    this.#params = device.createBuffer({ label: 'loupe widener params', size: 32, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+  }
+
+  /** f32 rows [tokens][dIn] in a buffer this widener owns and reuses (valid until the next call). */
+  widen(src: GPUBuffer, dtype: WireDtype, dIn: number, tokens: number): GPUBuffer {
+    if (dtype !== 'f32' && dIn % 2 !== 0) throw new RangeError('16-bit activations need an even dIn to be read as u32 words.');
+    let pipeline = this.#pipelines.get(dtype);
+    if (pipeline === undefined) {
+      pipeline = makePipeline(this.#device, `loupe widen ${dtype}`, composeShader('widenActivations', []), [this.#layout], { WG, DTYPE: DTYPE_CODE[dtype] });
+      this.#pipelines.set(dtype, pipeline);
+    }
+    const bytes = tokens * dIn * 4;
+    if (this.#out === undefined || this.#out.size < bytes) {
+      this.#out?.destroy();
+      this.#out = this.#device.createBuffer({ label: 'loupe widened hook', size: Math.max(16, bytes), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    }
+    const strideWords = (dIn * dtypeBytes(dtype)) / 4;
+    this.#device.queue.writeBuffer(this.#params, 0, new Uint32Array([dIn, 0, tokens, Math.max(1, tokens), strideWords]));
+    const enc = this.#device.createCommandEncoder({ label: 'loupe widen hook' });
+    const pass = enc.beginComputePass({ label: 'loupe widen hook' });
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(
+      0,
+      this.#device.createBindGroup({
+        label: 'loupe widen hook',
+        layout: this.#layout,
+        entries: [
+          { binding: 0, resource: { buffer: this.#params } },
+          { binding: 1, resource: { buffer: src } },
+          { binding: 2, resource: { buffer: this.#out } },
+        ],
+      }),
+    );
+    pass.dispatchWorkgroups(Math.ceil(dIn / WG), tokens);
+    pass.end();
+    this.#device.queue.submit([enc.finish()]);
+    return this.#out;
+  }
+
+  destroy(): void {
+    this.#params.destroy();
+    this.#out?.destroy();
+    this.#out = undefined;
+  }
+}

@@ -25,6 +25,7 @@ import { tokenCodes } from '../sae/codes.js';
 import { f16ToF32, f32ToF16 } from '../sae/dtype.js';
 import type { Sae } from '../runtime/sae.js';
 import { ResponsePrefixDetector } from '../steer/prefix.js';
+import { ActivationWidener } from './activation-ring.js';
 import type { Phase } from './frames.js';
 import type { SteeringStart } from './remote.js';
 
@@ -126,6 +127,7 @@ export class LocalModelSource {
   overlap: boolean;
   /** Free GPU snapshot buffers (overlap mode), reused across steps. */
   readonly #spare: GPUBuffer[] = [];
+  #widener: ActivationWidener | undefined;
   #sae: Sae | undefined;
   #steering: LocalSteering | undefined;
   #steerStart: number | undefined;
@@ -272,6 +274,12 @@ export class LocalModelSource {
     const sae = this.#sae;
     if (sae === undefined) return Promise.resolve(undefined);
     const device = this.gpuDevice;
+    if (hook.location === 'gpu-buffer' && hook.gpuBuffer !== undefined && this.tap.elemType === 10 && device !== undefined) {
+      // fp16 exports (q4f16): widened to f32 on the GPU, submitted before the hook is released
+      this.stats.gpuHooks++;
+      this.#widener ??= new ActivationWidener(device);
+      return sae.encode(this.#widener.widen(hook.gpuBuffer, 'f16', this.tap.dIn, tokens), { tokens });
+    }
     if (hook.location === 'gpu-buffer' && hook.gpuBuffer !== undefined && this.tap.elemType === 1 && device !== undefined) {
       if (!this.overlap) {
         this.stats.gpuHooks++;
@@ -286,7 +294,7 @@ export class LocalModelSource {
       device.queue.submit([enc.finish()]);
       return sae.encode(snap, { tokens }).finally(() => this.#spare.push(snap));
     }
-    // CPU hook (wasm EP), or an fp16 hook: the values come to the CPU once.
+    // CPU hook (wasm EP): the values are already on the CPU.
     this.stats.cpuHooks++;
     if (hook.location !== 'cpu') this.stats.readbacks++;
     const read = hook.location === 'cpu' ? Promise.resolve(hook.data) : (hook.getData?.() ?? Promise.resolve(undefined));
@@ -429,6 +437,7 @@ export class LocalModelSource {
 
   async dispose(): Promise<void> {
     for (const b of this.#spare.splice(0)) b.destroy();
+    this.#widener?.destroy();
     await this.model.dispose?.();
   }
 }

@@ -5,7 +5,7 @@
  */
 import { describe, expect, test } from 'vitest';
 import { activationToF32, type WireDtype } from '../../src/sources/frames.js';
-import { ActivationRing } from '../../src/sources/activation-ring.js';
+import { ActivationRing, ActivationWidener } from '../../src/sources/activation-ring.js';
 import { encodeActivation } from '../helpers/loupe-frames.js';
 import { withGpu } from '../helpers/gpu.js';
 import { gaussian } from '../helpers/random.js';
@@ -46,6 +46,34 @@ describe('ActivationRing', () => {
         }
       } finally {
         ring.destroy();
+      }
+    });
+  });
+});
+
+describe('ActivationWidener (an fp16 model\'s hook buffer → f32 rows, on the GPU)', () => {
+  test.for([
+    { dtype: 'f16' as WireDtype, dIn: 1536, tokens: 9 },
+    { dtype: 'bf16' as WireDtype, dIn: 64, tokens: 3 },
+    { dtype: 'f32' as WireDtype, dIn: 64, tokens: 2 },
+  ])('$dtype [$tokens x $dIn] equals the CPU widening', async ({ dtype, dIn, tokens }, ctx) => {
+    await withGpu(ctx, {}, async ({ device }) => {
+      const rows = Array.from({ length: tokens }, (_, t) => encodeActivation(gaussian(dIn, 500 + t, 2), dtype));
+      const bytes = rows.reduce((a, r) => a + r.byteLength, 0);
+      // a buffer owned by "someone else" (onnxruntime), holding [tokens][dIn] contiguously
+      const src = device.createBuffer({ size: Math.ceil(bytes / 4) * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+      let at = 0;
+      for (const r of rows) {
+        device.queue.writeBuffer(src, at, r);
+        at += r.byteLength;
+      }
+      const widener = new ActivationWidener(device);
+      try {
+        const out = await readF32(device, widener.widen(src, dtype, dIn, tokens), tokens * dIn * 4);
+        rows.forEach((r, t) => expect(Array.from(out.subarray(t * dIn, (t + 1) * dIn))).toEqual(Array.from(activationToF32(r, dtype, dIn))));
+      } finally {
+        widener.destroy();
+        src.destroy();
       }
     });
   });
