@@ -64,7 +64,7 @@ describe('ActivationWidener (an fp16 model\'s hook buffer → f32 rows, on the G
       const src = device.createBuffer({ size: Math.ceil(bytes / 4) * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
       let at = 0;
       for (const r of rows) {
-        device.queue.writeBuffer(src, at, r);
+        device.queue.writeBuffer(src, at, r as Uint8Array<ArrayBuffer>);
         at += r.byteLength;
       }
       const widener = new ActivationWidener(device);
