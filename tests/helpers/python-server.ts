@@ -37,9 +37,9 @@ export interface RunningServer {
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export async function startServer(options: { port?: number; token?: string; cors?: string; tokenDelayMs?: number } = {}): Promise<RunningServer> {
+export async function startServer(options: { port?: number; token?: string; cors?: string; tokenDelayMs?: number; model?: string } = {}): Promise<RunningServer> {
   const port = options.port ?? (await freePort());
-  const args = ['-m', 'loupe_server', '--model', TINY_MODEL, '--port', String(port)];
+  const args = ['-m', 'loupe_server', '--model', options.model ?? TINY_MODEL, '--port', String(port)];
   if (options.token !== undefined) args.push('--token', options.token);
   if (options.cors !== undefined) args.push('--cors', options.cors);
   if (options.tokenDelayMs !== undefined) args.push('--token-delay-ms', String(options.tokenDelayMs));
