@@ -14,12 +14,15 @@ Stages (each also runs alone; see its own --help):
   4. train_sae.py     TopK SAE on the middle residual stream  -> OUT/sae/{cfg.json,sae_weights.safetensors};
                                                                   OUT/reports/train_sae.json
   5. figures          the recorded numbers                    -> OUT/figures.json
+  6. features.py      labels + Goodfire-schema examples       -> OUT/examples/ (tokens/activations/autointerp
+                                                                  .csv, examples.sqlite, features.json, curated.json)
+  7. experiments.py   × → ÷ steering, prefix effect, over-steering -> OUT/reports/experiments.json,
+                                                                  merged into OUT/figures.json (analysis.py)
 
 ``--smoke`` runs every stage with its tiny settings (a few minutes in all); write smoke output
 somewhere temporary, never over the committed artifacts. ``--onnx no|auto|yes`` (default: yes
 for a full run, auto for smoke: skipped with a warning if the exporter is missing or fails).
-The steering / prefix experiments of docs/tiny-r1.md are not produced yet: figures.json carries
-them as null.
+Stages 6-7 also run alone on a finished build: ``tools/tiny-r1/analysis.py --out OUT``.
 """
 
 from __future__ import annotations
@@ -172,6 +175,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         f.write("\n")
     print(json.dumps({k: figures[k] for k in ("timings_seconds", "model", "sae", "sizes_bytes")}, indent=1))
     print(f"wrote {out} in {time.time() - t_all:.0f}s")
+
+    # Stages 6-7: labels / examples database and the steering experiments, merged into figures.json.
+    sys.path.insert(0, HERE)
+    import analysis
+
+    analysis.run_stages(out, smoke=args.smoke, threads=args.threads, run=run, timings=timings)
+    print(f"wrote {out} (with examples and experiments) in {time.time() - t_all:.0f}s")
 
 
 if __name__ == "__main__":
