@@ -9,18 +9,8 @@ import { ActivationRing, ActivationWidener } from '../../src/sources/activation-
 import { encodeActivation } from '../helpers/loupe-frames.js';
 import { withGpu } from '../helpers/gpu.js';
 import { gaussian } from '../helpers/random.js';
+import { readF32 } from '../helpers/read-buffer.js';
 
-async function readF32(device: GPUDevice, src: GPUBuffer, bytes: number): Promise<Float32Array> {
-  const rb = device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-  const enc = device.createCommandEncoder();
-  enc.copyBufferToBuffer(src, 0, rb, 0, bytes);
-  device.queue.submit([enc.finish()]);
-  await rb.mapAsync(GPUMapMode.READ);
-  const out = new Float32Array(rb.getMappedRange().slice(0));
-  rb.unmap();
-  rb.destroy();
-  return out;
-}
 
 describe('ActivationRing', () => {
   test.for([

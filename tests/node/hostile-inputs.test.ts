@@ -19,6 +19,7 @@ import { LoupeError, SafetensorsError, TorchCheckpointError } from '../../src/er
 import { MAX_HEADER_BYTES, readSafetensors, type SafetensorsTensor } from '../../src/formats/safetensors.js';
 import { readTorchCheckpoint } from '../../src/formats/torch.js';
 import { GOLDEN_DIR } from '../helpers/golden.js';
+import { DTYPE_BYTES, f32bytes, int, OP, pickle, safetensorsFile, str, tuple, u32le, u64le } from '../helpers/pickle-builders.js';
 
 const TORCH_DIR = fileURLToPath(new URL('../fixtures/torch/', import.meta.url));
 const readTorchFixture = (name: string): Uint8Array => new Uint8Array(readFileSync(`${TORCH_DIR}${name}`));
@@ -27,19 +28,10 @@ const enc = new TextEncoder();
 /** One call may take this long at most: a hang or a quadratic blow-up shows as a failure, not a stuck run. */
 const PER_CALL_MS = 2_000;
 
-const DTYPE_BYTES: Record<string, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
 
 // ---------------------------------------------------------------------------------------------
 // Builders: safetensors files, stored/deflated zips, pickles.
 
-function safetensorsFile(header: unknown, data: Uint8Array = new Uint8Array(0), lengthOverride?: bigint): Uint8Array {
-  const json = enc.encode(typeof header === 'string' ? header : JSON.stringify(header));
-  const out = new Uint8Array(8 + json.length + data.length);
-  new DataView(out.buffer).setBigUint64(0, lengthOverride ?? BigInt(json.length), true);
-  out.set(json, 8);
-  out.set(data, 8 + json.length);
-  return out;
-}
 
 const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
   let c = n;
@@ -137,49 +129,6 @@ function checkpoint(pickle: Uint8Array, storages: Record<string, Uint8Array> = {
   ]);
 }
 
-/** Pickle bytes from opcodes (numbers), raw text (strings, as UTF-8) and raw bytes. */
-function pickle(...parts: ReadonlyArray<number | string | Uint8Array>): Uint8Array {
-  const chunks = parts.map((p) => (typeof p === 'number' ? Uint8Array.of(p) : typeof p === 'string' ? enc.encode(p) : p));
-  const out = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
-}
-const OP = {
-  PROTO: 0x80, STOP: 0x2e, MARK: 0x28, NONE: 0x4e, NEWFALSE: 0x89, GLOBAL: 0x63, STACK_GLOBAL: 0x93, REDUCE: 0x52,
-  TUPLE: 0x74, TUPLE1: 0x85, EMPTY_DICT: 0x7d, EMPTY_LIST: 0x5d, SETITEM: 0x73, APPENDS: 0x65, BINPUT: 0x71,
-  LONG_BINPUT: 0x72, BINGET: 0x68, LONG_BINGET: 0x6a, BINPERSID: 0x51, BINUNICODE: 0x58, BINUNICODE8: 0x8d, BINBYTES: 0x42,
-} as const;
-const u32le = (n: number): Uint8Array => {
-  const b = new Uint8Array(4);
-  new DataView(b.buffer).setUint32(0, n, true);
-  return b;
-};
-const u64le = (n: bigint): Uint8Array => {
-  const b = new Uint8Array(8);
-  new DataView(b.buffer).setBigUint64(0, n, true);
-  return b;
-};
-/** BINUNICODE: opcode, u32 length, UTF-8 bytes. */
-const str = (s: string): Uint8Array => {
-  const b = enc.encode(s);
-  return pickle(OP.BINUNICODE, u32le(b.length), b);
-};
-/** A non-negative integer as LONG1 (any size), the way pickle writes ints above 2^31. */
-const int = (n: number): Uint8Array => {
-  const bytes: number[] = [];
-  let v = BigInt(n);
-  while (v > 0n) {
-    bytes.push(Number(v & 0xffn));
-    v >>= 8n;
-  }
-  if ((bytes[bytes.length - 1] ?? 0x80) & 0x80) bytes.push(0);
-  return pickle(0x8a, bytes.length, Uint8Array.from(bytes));
-};
-const tuple = (...items: Uint8Array[]): Uint8Array => pickle(OP.MARK, ...items, OP.TUPLE);
 
 /** `torch._utils._rebuild_tensor_v2(storage('0', FloatStorage, numel), offset, shape, stride, False, None)`. */
 function tensorPickle(t: { shape: number[]; stride: number[]; offset?: number; storageNumel: number }): Uint8Array {
@@ -199,7 +148,6 @@ function tensorPickle(t: { shape: number[]; stride: number[]; offset?: number; s
     OP.STOP,
   );
 }
-const f32bytes = (values: number[]): Uint8Array => new Uint8Array(Float32Array.from(values).buffer);
 
 // ---------------------------------------------------------------------------------------------
 // Shared assertions.

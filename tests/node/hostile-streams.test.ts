@@ -24,6 +24,7 @@ import { ByteReader, type ByteStream } from '../../src/io/byte-reader.js';
 import type { SaeFiles } from '../../src/io/folder.js';
 import { loadSae, type LoadSaeOptions } from '../../src/runtime/load.js';
 import { FORMATS_DIR } from '../helpers/format-cases.js';
+import { concat, DTYPE_BYTES, f32bytes, int, OP, pickle, safetensorsFile, str, tuple } from '../helpers/pickle-builders.js';
 
 const enc = new TextEncoder();
 const fixture = (path: string): Uint8Array => new Uint8Array(readFileSync(`${FORMATS_DIR}${path}`));
@@ -34,63 +35,15 @@ const fixture = (path: string): Uint8Array => new Uint8Array(readFileSync(`${FOR
  */
 const PER_RUN_MS = 5_000;
 
-const DTYPE_BYTES: Record<string, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
 
 const LOAD: LoadSaeOptions = { backend: 'cpu', warmup: false };
 
 // ---------------------------------------------------------------------------------------------
-// Builders (pickle helpers copied from hostile-inputs.test.ts; the zip builder writes torch.save's
+// Builders (pickle and safetensors helpers in tests/helpers/pickle-builders.ts; the zip builder writes torch.save's
 // streaming layout: sizes zero in the local header, a data descriptor after each entry's data).
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
-function safetensorsFile(header: unknown, data: Uint8Array = new Uint8Array(0), lengthOverride?: bigint): Uint8Array {
-  const json = enc.encode(typeof header === 'string' ? header : JSON.stringify(header));
-  const out = new Uint8Array(8 + json.length + data.length);
-  new DataView(out.buffer).setBigUint64(0, lengthOverride ?? BigInt(json.length), true);
-  out.set(json, 8);
-  out.set(data, 8 + json.length);
-  return out;
-}
 
-/** Pickle bytes from opcodes (numbers), raw text (strings, as UTF-8) and raw bytes. */
-function pickle(...parts: ReadonlyArray<number | string | Uint8Array>): Uint8Array {
-  return concat(parts.map((p) => (typeof p === 'number' ? Uint8Array.of(p) : typeof p === 'string' ? enc.encode(p) : p)));
-}
-const OP = {
-  PROTO: 0x80, STOP: 0x2e, MARK: 0x28, NONE: 0x4e, NEWFALSE: 0x89, GLOBAL: 0x63, REDUCE: 0x52, TUPLE: 0x74, TUPLE1: 0x85,
-  EMPTY_DICT: 0x7d, SETITEMS: 0x75, BINPERSID: 0x51, BINUNICODE: 0x58,
-} as const;
-const u32le = (n: number): Uint8Array => {
-  const b = new Uint8Array(4);
-  new DataView(b.buffer).setUint32(0, n, true);
-  return b;
-};
-/** BINUNICODE: opcode, u32 length, UTF-8 bytes. */
-const str = (s: string): Uint8Array => {
-  const b = enc.encode(s);
-  return pickle(OP.BINUNICODE, u32le(b.length), b);
-};
-/** A non-negative integer as LONG1 (any size), the way pickle writes ints above 2^31. */
-const int = (n: number): Uint8Array => {
-  const bytes: number[] = [];
-  let v = BigInt(n);
-  while (v > 0n) {
-    bytes.push(Number(v & 0xffn));
-    v >>= 8n;
-  }
-  if ((bytes[bytes.length - 1] ?? 0x80) & 0x80) bytes.push(0);
-  return pickle(0x8a, bytes.length, Uint8Array.from(bytes));
-};
-const tuple = (...items: Uint8Array[]): Uint8Array => pickle(OP.MARK, ...items, OP.TUPLE);
 
 /** `_rebuild_tensor_v2(storage(key, FloatStorage, numel), offset, shape, stride, False, None)`, without PROTO/STOP. */
 function tensorOps(t: { key: string; numel: number; shape: number[]; stride?: number[]; offset?: number }): Uint8Array {
@@ -112,7 +65,6 @@ function tensorOps(t: { key: string; numel: number; shape: number[]; stride?: nu
 /** A state dict {name: tensor, ...}. */
 const stateDict = (tensors: Record<string, Uint8Array>): Uint8Array =>
   pickle(OP.PROTO, 2, OP.EMPTY_DICT, OP.MARK, ...Object.entries(tensors).flatMap(([k, ops]) => [str(k), ops]), OP.SETITEMS, OP.STOP);
-const f32bytes = (values: number[]): Uint8Array => new Uint8Array(Float32Array.from(values).buffer);
 
 interface StreamEntry {
   readonly name: string;

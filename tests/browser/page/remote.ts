@@ -6,18 +6,8 @@
  */
 import { RemoteSource, Sae, activationToF32, type GenerateRequest } from '../../../src/index.js';
 import type { RemoteApi, RemoteRunResult } from './protocol.js';
+import { readF32 } from '../../helpers/read-buffer.js';
 
-async function readF32(device: GPUDevice, src: GPUBuffer, bytes: number): Promise<Float32Array> {
-  const rb = device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-  const enc = device.createCommandEncoder();
-  enc.copyBufferToBuffer(src, 0, rb, 0, bytes);
-  device.queue.submit([enc.finish()]);
-  await rb.mapAsync(GPUMapMode.READ);
-  const out = new Float32Array(rb.getMappedRange().slice(0));
-  rb.unmap();
-  rb.destroy();
-  return out;
-}
 
 const run: RemoteApi['run'] = async ({ url, token, request, sae: s }) => {
   const sae = await Sae.create(
