@@ -23,6 +23,7 @@ Stages (each also runs alone; see its own --help):
 somewhere temporary, never over the committed artifacts. ``--onnx no|auto|yes`` (default: yes
 for a full run, auto for smoke: skipped with a warning if the exporter is missing or fails).
 Stages 6-7 also run alone on a finished build: ``tools/tiny-r1/analysis.py --out OUT``.
+Stage 8 (``golden.py --root OUT``) writes OUT/golden.json for the artifact test.
 """
 
 from __future__ import annotations
@@ -181,7 +182,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     import analysis
 
     analysis.run_stages(out, smoke=args.smoke, threads=args.threads, run=run, timings=timings)
-    print(f"wrote {out} (with examples and experiments) in {time.time() - t_all:.0f}s")
+
+    # Stage 8: the golden outputs tests/node/tiny-r1-artifacts.test.ts checks the three load paths against.
+    run("golden", [os.path.join(HERE, "golden.py"), "--root", out], timings)
+    print(f"wrote {out} (with examples, experiments and golden outputs) in {time.time() - t_all:.0f}s")
 
 
 if __name__ == "__main__":
