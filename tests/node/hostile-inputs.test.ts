@@ -20,6 +20,7 @@ import { MAX_HEADER_BYTES, readSafetensors, type SafetensorsTensor } from '../..
 import { readTorchCheckpoint } from '../../src/formats/torch.js';
 import { GOLDEN_DIR } from '../helpers/golden.js';
 import { DTYPE_BYTES, f32bytes, int, OP, pickle, safetensorsFile, str, tuple, u32le, u64le } from '../helpers/pickle-builders.js';
+import { byteMutations, mutate, type Mutation } from '../helpers/byte-mutations.js';
 
 const TORCH_DIR = fileURLToPath(new URL('../fixtures/torch/', import.meta.url));
 const readTorchFixture = (name: string): Uint8Array => new Uint8Array(readFileSync(`${TORCH_DIR}${name}`));
@@ -522,91 +523,6 @@ describe('readTorchCheckpoint: named hostile cases', () => {
 // ---------------------------------------------------------------------------------------------
 // Property tests: random corruption of real files.
 
-type Mutation =
-  | { readonly kind: 'flip'; readonly at: number; readonly xor: number }
-  | { readonly kind: 'truncate'; readonly at: number }
-  | { readonly kind: 'insert'; readonly at: number; readonly bytes: Uint8Array }
-  | { readonly kind: 'delete'; readonly at: number; readonly count: number }
-  | { readonly kind: 'write'; readonly at: number; readonly bytes: Uint8Array };
-
-function mutate(base: Uint8Array, mutations: readonly Mutation[]): Uint8Array {
-  let b = base.slice();
-  for (const m of mutations) {
-    // Positions are drawn against the base file; wrap them onto the current (possibly shorter) bytes.
-    const at = b.length === 0 ? 0 : m.at % (b.length + (m.kind === 'insert' || m.kind === 'truncate' ? 1 : 0));
-    switch (m.kind) {
-      case 'flip':
-        if (at < b.length) b[at] = (b[at] ?? 0) ^ m.xor;
-        break;
-      case 'truncate':
-        b = b.slice(0, at);
-        break;
-      case 'insert': {
-        const out = new Uint8Array(b.length + m.bytes.length);
-        out.set(b.subarray(0, at));
-        out.set(m.bytes, at);
-        out.set(b.subarray(at), at + m.bytes.length);
-        b = out;
-        break;
-      }
-      case 'delete': {
-        const out = new Uint8Array(b.length - Math.min(m.count, b.length - at));
-        out.set(b.subarray(0, at));
-        out.set(b.subarray(Math.min(b.length, at + m.count)), at);
-        b = out;
-        break;
-      }
-      case 'write':
-        b.set(m.bytes.subarray(0, Math.max(0, b.length - at)), at);
-        break;
-    }
-  }
-  return b;
-}
-
-/** Little-endian bytes of `value` in `width` bytes (the value is taken modulo 2^(8·width)). */
-function le(value: bigint, width: number): Uint8Array {
-  const out = new Uint8Array(width);
-  let v = BigInt.asUintN(8 * width, value);
-  for (let i = 0; i < width; i++) {
-    out[i] = Number(v & 0xffn);
-    v >>= 8n;
-  }
-  return out;
-}
-
-/** A value for a length/offset field: mostly near the truth or at an edge, sometimes anything. */
-function fieldValue(truth: number, fileLength: number): fc.Arbitrary<bigint> {
-  return fc.oneof(
-    fc.integer({ min: -64, max: 64 }).map((d) => BigInt(Math.max(0, truth + d))),
-    fc.constantFrom(0n, 1n, 0xffffn, 0xffffffffn, 0xfffffffen, BigInt(fileLength), BigInt(fileLength + 1), 2n ** 53n, 2n ** 63n, 2n ** 64n - 1n),
-    fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
-  );
-}
-
-/**
- * Byte-level damage aimed mostly at `hot` (the parts of the file that the reader interprets:
- * header, directory, pickle) and sometimes anywhere, plus overwrites of known fields.
- */
-function byteMutations(base: Uint8Array, hot: ReadonlyArray<readonly [number, number]>, fields: ReadonlyArray<{ at: number; width: number; truth: number }>): fc.Arbitrary<Mutation[]> {
-  const pos = fc.oneof(
-    { weight: 3, arbitrary: fc.constantFrom(...hot).chain(([a, b]) => fc.integer({ min: a, max: Math.max(a, b - 1) })) },
-    { weight: 1, arbitrary: fc.integer({ min: 0, max: base.length }) },
-  );
-  const mutation: fc.Arbitrary<Mutation> = fc.oneof(
-    { weight: 4, arbitrary: fc.record({ kind: fc.constant('flip' as const), at: pos, xor: fc.integer({ min: 1, max: 255 }) }) },
-    { weight: 1, arbitrary: fc.record({ kind: fc.constant('truncate' as const), at: fc.integer({ min: 0, max: base.length }) }) },
-    { weight: 2, arbitrary: fc.record({ kind: fc.constant('insert' as const), at: pos, bytes: fc.uint8Array({ minLength: 1, maxLength: 16 }) }) },
-    { weight: 2, arbitrary: fc.record({ kind: fc.constant('delete' as const), at: pos, count: fc.integer({ min: 1, max: 32 }) }) },
-    {
-      weight: 3,
-      arbitrary: fc
-        .constantFrom(...fields)
-        .chain((f) => fieldValue(f.truth, base.length).map((v): Mutation => ({ kind: 'write', at: f.at, bytes: le(v, f.width) }))),
-    },
-  );
-  return fc.array(mutation, { minLength: 1, maxLength: 4 });
-}
 
 /** Runs one reader call and classifies the outcome; anything but tensors or the named error fails the property. */
 async function outcome(call: () => unknown, cls: typeof SafetensorsError | typeof TorchCheckpointError, check: (result: unknown) => void): Promise<'ok' | 'refused'> {
