@@ -19,6 +19,8 @@
  *   TensorShapeProto:  dim=1;  Dimension: dim_value=1, dim_param=2
  */
 
+import { varintSize, writeVarint } from '../../src/formats/onnx/protobuf.js';
+
 /** TensorProto.DataType values used by the benchmark graphs. */
 export const OnnxDataType = {
   FLOAT: 1,
@@ -147,48 +149,15 @@ class Msg {
 
 const textEncoder = new TextEncoder();
 
-/**
- * Varints are written from JS numbers, exact for |v| < 2^53 (sizes, dims, enum values, small
- * ints). Negative int64 values (e.g. axis = -1) use protobuf's two's-complement form: always
- * 10 bytes, produced through BigInt since they do not fit a double's integer range.
- */
-function checkVarint(v: number): void {
-  if (!Number.isSafeInteger(v)) {
-    throw new RangeError(`onnx-builder: varint value ${v} is not a safe integer`);
-  }
-}
-
-function varintSize(v: number): number {
-  checkVarint(v);
-  if (v < 0) return 10;
-  let n = 1;
-  while (v >= 128) {
-    v = Math.floor(v / 128);
-    n++;
-  }
-  return n;
-}
+// Varints (incl. negative int64 in 10-byte two's complement) come from the library's ONNX
+// protobuf writer, so the benchmark graphs and the graph editor encode them the same way.
 
 class Writer {
   pos = 0;
   constructor(readonly buf: Uint8Array) {}
 
   varint(v: number): void {
-    checkVarint(v);
-    if (v < 0) {
-      let u = BigInt.asUintN(64, BigInt(v));
-      for (let i = 0; i < 9; i++) {
-        this.buf[this.pos++] = Number(u & 0x7fn) | 128;
-        u >>= 7n;
-      }
-      this.buf[this.pos++] = Number(u);
-      return;
-    }
-    while (v >= 128) {
-      this.buf[this.pos++] = (v % 128) | 128;
-      v = Math.floor(v / 128);
-    }
-    this.buf[this.pos++] = v;
+    this.pos = writeVarint(this.buf, this.pos, v);
   }
 
   msg(m: Msg): void {
