@@ -89,6 +89,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--onnx", choices=("no", "auto", "yes"), default=None)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--seed-offset", type=int, default=0,
+        help="added to the model's and the SAE's training seeds (init, data sample, batch order); 0 "
+        "rebuilds the committed artifacts, others measure the seed-to-seed spread",
+    )
     args = ap.parse_args(argv)
     onnx_mode = args.onnx or ("auto" if args.smoke else "yes")
     out = os.path.abspath(args.out)
@@ -101,6 +106,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     os.makedirs(reports, exist_ok=True)
     smoke = ["--smoke"] if args.smoke else []
     threads = ["--threads", str(args.threads)]
+    model_seed = ["--seed", str(1234 + args.seed_offset)] if args.seed_offset else []
+    sae_seed = ["--seed", str(4321 + args.seed_offset)] if args.seed_offset else []
     timings: Dict[str, float] = {}
     t_all = time.time()
 
@@ -108,7 +115,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     run(
         "train_model",
         [os.path.join(HERE, "train_model.py"), "--out", model_dir, "--tokenizer", model_dir,
-         "--report", os.path.join(reports, "train_model.json"), *threads, *smoke],
+         "--report", os.path.join(reports, "train_model.json"), *threads, *smoke, *model_seed],
         timings,
     )
     onnx_info: Optional[Dict[str, object]] = None
@@ -124,7 +131,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     run(
         "train_sae",
         [os.path.join(HERE, "train_sae.py"), "--model", model_dir, "--out", sae_dir,
-         "--report", os.path.join(reports, "train_sae.json"), *threads, *smoke],
+         "--report", os.path.join(reports, "train_sae.json"), *threads, *smoke, *sae_seed],
         timings,
     )
 
@@ -135,7 +142,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     with open(os.path.join(model_dir, "tokenizer.json"), encoding="utf-8") as f:
         tj = json.load(f)
     figures = {
-        "generator": "tools/tiny-r1/make_tiny_r1.py" + (" --smoke" if args.smoke else ""),
+        "generator": "tools/tiny-r1/make_tiny_r1.py" + (" --smoke" if args.smoke else "")
+        + (f" --seed-offset {args.seed_offset}" if args.seed_offset else ""),
         "machine": {"platform": platform.platform(), "threads": args.threads, "torch_threads": args.threads},
         "timings_seconds": {**timings, "total": round(time.time() - t_all, 1)},
         "corpus": {

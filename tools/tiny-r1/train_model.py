@@ -371,7 +371,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     loaded = Qwen2ForCausalLM.from_pretrained(args.out)
 
     # Evaluate the saved model.
-    problems = corpus.heldout_problems(hp["eval_n"], seed=hp["seed"])
+    # The evaluation problems stay fixed whatever --seed is, so that runs with different training
+    # seeds (make_tiny_r1.py --seed-offset) differ only in what training did.
+    problems = corpus.heldout_problems(hp["eval_n"], seed=FULL["seed"])
     ev = evaluate(fastcpu.patch(Qwen2ForCausalLM.from_pretrained(args.out)), tok, problems)
     # Batched decoding (oneDNN linears) should agree with the reference server's batch-1 greedy
     # decoding (plain nn.Linear); float32 rounding differs, so near-ties may flip: reported only.
