@@ -93,3 +93,18 @@ export class StreamDroppedError extends LoupeError {
 export class OnnxGraphError extends LoupeError {
   override name = 'OnnxGraphError';
 }
+
+/** A label, example or feature-map file (CSV, SQLite, Neuronpedia JSON, DuckDB) is malformed or lacks an expected table/column. */
+export class FeatureCatalogError extends LoupeError {
+  override name = 'FeatureCatalogError';
+}
+
+/** A recorded trace file is malformed, truncated, or from an incompatible version. */
+export class TraceFormatError extends LoupeError {
+  override name = 'TraceFormatError';
+}
+
+/** A Session was asked for something its state does not allow (run while running, a source and SAE that disagree). */
+export class SessionError extends LoupeError {
+  override name = 'SessionError';
+}
