@@ -33,3 +33,4 @@ export { ResponsePrefixDetector, RESPONSE_PREFIX } from './steer/prefix.js';
 export { LocalModelSource, DEFAULT_LOCAL_MODEL, type LocalModelSourceOptions, type LocalFrame, type LocalSteering } from './sources/local.js';
 export { tapAndSteer, tapAndSteerInPlace, findSite, TAP_SPARE_BYTES, type TapOptions, type TapResult, type OnnxSite, type OnnxExportFamily } from './formats/onnx/tap.js';
 export { indexOnnxModel } from './formats/onnx/model.js';
+export * from './session/index.js';

@@ -102,9 +102,12 @@ export interface RunSummary {
  * - `progress` detail: SessionProgress
  * - `reset`    detail: undefined — a new run cleared the readouts
  * - `steering` detail: SteeringPlan | undefined — the plan changed
+ * - `baseline-token` detail: TokenReadout — one per token of a side-by-side run's unsteered
+ *   baseline (kept in `baseline`, not `readouts`); position 0 starts a new baseline
  */
 export interface SessionEventMap {
   token: CustomEvent<TokenReadout>;
+  'baseline-token': CustomEvent<TokenReadout>;
   status: CustomEvent<{ status: SessionStatus; message?: string }>;
   progress: CustomEvent<SessionProgress>;
   reset: CustomEvent<undefined>;

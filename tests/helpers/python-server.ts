@@ -99,11 +99,20 @@ export function referenceHiddenStates(ids: readonly number[], layer: number): nu
  * to the block output at every position ≥ `start`; returns the generated ids and the (steered)
  * block outputs of every position of prompt + generated ids.
  */
-export function referenceSteeredGreedy(promptIds: readonly number[], layer: number, vector: readonly number[] | undefined, start: number, steps: number): { ids: number[]; hidden: number[][] } {
+export function referenceSteeredGreedy(
+  promptIds: readonly number[],
+  layer: number,
+  vector: readonly number[] | undefined,
+  start: number,
+  steps: number,
+  /** Model folder relative to server/python/ (default the tiny test model); greedy stops after its EOS. */
+  model: string = TINY_MODEL,
+  eosTokenId?: number,
+): { ids: number[]; hidden: number[][] } {
   const script = [
     'import json, sys, torch',
     'from loupe_server.models.qwen2 import Qwen2ForCausalLM',
-    `model = Qwen2ForCausalLM.from_pretrained(${JSON.stringify(TINY_MODEL)})`,
+    `model = Qwen2ForCausalLM.from_pretrained(${JSON.stringify(model)})`,
     'model.eval()',
     'req = json.load(sys.stdin)',
     'v = None if req["vector"] is None else torch.tensor(req["vector"], dtype=torch.float32)',
@@ -121,10 +130,11 @@ export function referenceSteeredGreedy(promptIds: readonly number[], layer: numb
     '    for _ in range(req["steps"]):',
     '        logits, _ = model(torch.tensor([ids]))',
     '        ids.append(int(logits[0, -1].argmax()))',
+    '        if ids[-1] == req["eos"]: break',
     '    model(torch.tensor([ids]))',
     'json.dump({"ids": ids, "hidden": captured["h"][0].tolist()}, sys.stdout)',
   ].join('\n');
-  const input = JSON.stringify({ prompt: promptIds, layer, vector: vector ?? null, start, steps });
+  const input = JSON.stringify({ prompt: promptIds, layer, vector: vector ?? null, start, steps, eos: eosTokenId ?? -1 });
   const r = spawnSync(PYTHON, ['-c', script], { cwd: SERVER_DIR, input, encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
   if (r.status !== 0) throw new Error(`reference steered greedy failed: ${r.stderr}`);
   return JSON.parse(r.stdout) as { ids: number[]; hidden: number[][] };
