@@ -1,5 +1,5 @@
 /**
- * The demo page: request WebGPU, load the SAE shipped in public/models/, encode its input tokens
+ * The kernel page (demo/kernels.html): request WebGPU, load the SAE shipped in public/models/, encode its input tokens
  * on the GPU (or on the CPU reference when WebGPU is missing, with a visible notice), and show
  * the adapter, the strongest features per token, reconstruction metrics and encode time.
  *

@@ -1,5 +1,5 @@
 /**
- * The demo app end to end: served by Vite with the repository's vite.config.ts (as `npm run demo`
+ * The kernel page (demo/kernels.html) end to end: served by Vite with the repository's vite.config.ts (as `npm run demo`
  * does), opened in headless Chromium, which must encode the shipped SAE on WebGPU and publish the
  * results on `window.__loupeDemo`. A screenshot goes to /tmp/loupe-demo.png.
  */
@@ -36,7 +36,7 @@ async function openDemo(query = '', page: Page | undefined = chrome?.page): Prom
   if (page === undefined || vite === undefined) throw new Error('beforeAll did not start the browser and server.');
   const log = page === chrome?.page ? chrome.log : [];
   log.length = 0;
-  await page.goto(`${vite.url}${query}`, { waitUntil: 'load' });
+  await page.goto(`${vite.url}kernels.html${query}`, { waitUntil: 'load' });
   try {
     await page.waitForFunction(() => window.__loupeDemo !== undefined && window.__loupeDemo.status !== 'loading', undefined, {
       timeout: PAGE_TIMEOUT_MS,
