@@ -18,34 +18,51 @@ import { defineConfig, type Plugin, type UserConfig } from 'vite';
 
 const repoRoot = fileURLToPath(new URL('.', import.meta.url));
 
-/** onnxruntime-web's wasm runtime files (the version transformers.js pins: one ORT in the page). */
-function ortDistDir(): string {
+/** The folder holding `file` of an installed package (resolved like an import would). */
+function packageDistDir(file: string): string {
   const require = createRequire(import.meta.url);
-  return dirname(require.resolve('onnxruntime-web/ort-wasm-simd-threaded.wasm'));
+  return dirname(require.resolve(file));
 }
 
 /**
- * Serves onnxruntime-web's .wasm/.mjs runtime at `/ort/` (dev) and copies them into the build, so
- * a page using LocalModelSource passes `wasmPaths: './ort/'` and never reaches for a CDN.
+ * Serves runtime files of an installed package under `/{prefix}/` (dev) and copies them into the
+ * build, so the page never reaches for a CDN and works offline.
  */
-export function ortAssets(): Plugin {
-  // The webgpu bundle loads the asyncify build; the plain one serves the wasm EP. The jsep/jspi
-  // variants (unused by this bundle) stay out of the build.
-  const files = (): string[] => readdirSync(ortDistDir()).filter((f) => /^ort-wasm-simd-threaded(\.asyncify)?\.(wasm|mjs)$/.test(f));
+function localRuntimeAssets(name: string, prefix: string, distOf: string, pick: RegExp): Plugin {
+  const dir = (): string => packageDistDir(distOf);
+  const files = (): string[] => readdirSync(dir()).filter((f) => pick.test(f));
   return {
-    name: 'loupe-ort-assets',
+    name,
     configureServer(server) {
-      server.middlewares.use('/ort/', (req, res, next) => {
-        const name = (req.url ?? '').replace(/^\//, '').split('?')[0] ?? '';
-        if (!files().includes(name)) return next();
-        res.setHeader('Content-Type', name.endsWith('.wasm') ? 'application/wasm' : 'text/javascript');
-        res.end(readFileSync(join(ortDistDir(), name)));
+      server.middlewares.use(`/${prefix}/`, (req, res, next) => {
+        const file = (req.url ?? '').replace(/^\//, '').split('?')[0] ?? '';
+        if (!files().includes(file)) return next();
+        res.setHeader('Content-Type', file.endsWith('.wasm') ? 'application/wasm' : 'text/javascript');
+        res.end(readFileSync(join(dir(), file)));
       });
     },
     generateBundle() {
-      for (const name of files()) this.emitFile({ type: 'asset', fileName: `ort/${name}`, source: readFileSync(join(ortDistDir(), name)) });
+      for (const file of files()) this.emitFile({ type: 'asset', fileName: `${prefix}/${file}`, source: readFileSync(join(dir(), file)) });
     },
   };
+}
+
+/**
+ * onnxruntime-web's wasm runtime at `/ort/` (the version transformers.js pins: one ORT in the
+ * page); a page using LocalModelSource passes `wasmPaths: './ort/'`. The webgpu bundle loads the
+ * asyncify build; the plain one serves the wasm EP. The jsep/jspi variants (unused) stay out.
+ */
+export function ortAssets(): Plugin {
+  return localRuntimeAssets('loupe-ort-assets', 'ort', 'onnxruntime-web/ort-wasm-simd-threaded.wasm', /^ort-wasm-simd-threaded(\.asyncify)?\.(wasm|mjs)$/);
+}
+
+/**
+ * DuckDB-WASM's engine and worker at `/duckdb/` for the feature catalog's example queries. Only
+ * the exception-handling build: every browser with WebGPU also has wasm exceptions, so the
+ * larger MVP build (39 MB) would never be picked.
+ */
+export function duckdbAssets(): Plugin {
+  return localRuntimeAssets('loupe-duckdb-assets', 'duckdb', '@duckdb/duckdb-wasm/dist/duckdb-eh.wasm', /^duckdb-(eh\.wasm|browser-eh\.worker\.js)$/);
 }
 
 /** Cross-origin isolation: needed for SharedArrayBuffer / multi-threaded wasm. */
@@ -59,6 +76,9 @@ function libraryConfig(): UserConfig {
   return {
     root: repoRoot,
     publicDir: false,
+    // The feature-map worker is emitted next to the library and found relative to it.
+    base: './',
+    worker: { format: 'es' },
     build: {
       outDir: 'dist',
       emptyOutDir: true,
@@ -84,7 +104,7 @@ function demoConfig(): UserConfig {
   return {
     root: fileURLToPath(new URL('./demo', import.meta.url)),
     publicDir: 'public',
-    plugins: [ortAssets()],
+    plugins: [ortAssets(), duckdbAssets()],
     // Relative asset URLs: the built demo works from any folder (or a file server sub-path).
     base: './',
     server: {
@@ -107,7 +127,15 @@ function demoConfig(): UserConfig {
       emptyOutDir: true,
       target: 'es2022',
       sourcemap: true,
+      // Two pages: the app (index.html) and the kernel page (kernels.html).
+      rolldownOptions: {
+        input: {
+          index: fileURLToPath(new URL('./demo/index.html', import.meta.url)),
+          kernels: fileURLToPath(new URL('./demo/kernels.html', import.meta.url)),
+        },
+      },
     },
+    worker: { format: 'es' },
   };
 }
 

@@ -34,3 +34,16 @@ export { LocalModelSource, DEFAULT_LOCAL_MODEL, type LocalModelSourceOptions, ty
 export { tapAndSteer, tapAndSteerInPlace, findSite, TAP_SPARE_BYTES, type TapOptions, type TapResult, type OnnxSite, type OnnxExportFamily } from './formats/onnx/tap.js';
 export { indexOnnxModel } from './formats/onnx/model.js';
 export * from './session/index.js';
+export {
+  computeFeatureMap,
+  computeFeatureMapInWorker,
+  readFeatureMap,
+  featureMapFile,
+  featureMapBytes,
+  type FeatureMapFile,
+  type FeatureMapWorkerOptions,
+  type FeatureMapWorker,
+  type UmapOptions,
+  type UmapParameters,
+  type UmapProgress,
+} from './features/feature-map.js';

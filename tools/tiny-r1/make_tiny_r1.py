@@ -13,6 +13,7 @@ Stages (each also runs alone; see its own --help):
                                                               -> OUT/model/onnx/model.onnx, sites.json
   4. train_sae.py     TopK SAE on the middle residual stream  -> OUT/sae/{cfg.json,sae_weights.safetensors};
                                                                   OUT/reports/train_sae.json
+     feature_map.ts   UMAP of the decoder rows (Node + tsx)   -> OUT/sae/feature_map.json
   5. figures          the recorded numbers                    -> OUT/figures.json
   6. features.py      labels + Goodfire-schema examples       -> OUT/examples/ (tokens/activations/autointerp
                                                                   .csv, examples.sqlite, features.json, curated.json)
@@ -134,6 +135,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
          "--report", os.path.join(reports, "train_sae.json"), *threads, *smoke, *sae_seed],
         timings,
     )
+
+    # The SAE's feature map (UMAP of decoder rows, src/features/umap.ts), shipped with the SAE.
+    t0 = time.time()
+    subprocess.run(
+        ["node", "--import", "tsx", os.path.join(HERE, "feature_map.ts"), "--sae", sae_dir],
+        check=True, cwd=REPO,
+    )
+    timings["feature_map"] = round(time.time() - t0, 1)
 
     with open(os.path.join(reports, "train_model.json"), encoding="utf-8") as f:
         rm = json.load(f)
