@@ -87,9 +87,13 @@ function libraryConfig(): UserConfig {
       // Readable output: the application that bundles Loupe minifies it anyway.
       minify: false,
       lib: {
-        entry: fileURLToPath(new URL('./src/index.ts', import.meta.url)),
+        // Two entries: the API, and the custom elements (importing it defines them: a side effect).
+        entry: {
+          'sae-loupe': fileURLToPath(new URL('./src/index.ts', import.meta.url)),
+          components: fileURLToPath(new URL('./src/components/index.ts', import.meta.url)),
+        },
         formats: ['es'],
-        fileName: () => 'sae-loupe.js',
+        fileName: (_format, name) => `${name}.js`,
       },
       rolldownOptions: {
         // lit is the runtime dependency; transformers.js and onnxruntime-web are optional peers,
