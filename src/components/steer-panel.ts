@@ -19,6 +19,18 @@ export interface SteerEntry {
   readonly feature: number;
   readonly mode: 'push' | 'clamp';
   readonly value: number;
+  /** The slider spans −max…+max (push) or 0…max (clamp). */
+  readonly max: number;
+}
+
+/** Slider range without an explicit `max-strength` and before the feature was seen active. */
+const DEFAULT_MAX_STRENGTH = 10;
+
+/** 1, 2 or 5 × a power of ten at or above `v`: slider ends a reader can name. */
+function niceCeil(v: number): number {
+  const p = 10 ** Math.floor(Math.log10(v));
+  for (const m of [1, 2, 5, 10]) if (m * p >= v) return m * p;
+  return 10 * p;
 }
 
 /** When steering starts: after R1's "Okay, so the user …" prefix, at the first answer token, or at a position. */
@@ -79,10 +91,15 @@ export class LoupeSteerPanel extends LitElement {
   declare prompt: string;
   /** New tokens per run (attribute `max-new-tokens`, default 256). */
   declare maxNewTokens: number;
-  /** The strength slider spans −max…+max (attribute `max-strength`, default 10). */
-  declare maxStrength: number;
-  /** Strength a newly added feature starts with (default 4). */
-  declare strength: number;
+  /**
+   * The strength slider spans −max…+max (attribute `max-strength`). Unset (the default): per
+   * feature, 4 × the largest activation it reached in this session, rounded up to 1/2/5 × 10ⁿ
+   * (10 before it was seen) — a push matters in units of the feature's own activations, and those
+   * differ by orders of magnitude between SAEs (Tiny-R1's reach ~10, Goodfire's ~1).
+   */
+  declare maxStrength: number | undefined;
+  /** Strength a newly added feature starts with (default: its largest activation seen, else 4). */
+  declare strength: number | undefined;
 
   readonly #source = new SessionController(this, ['status', 'steering', 'reset', 'token', 'baseline-token'], (e) => this.#onSessionEvent(e));
   /** Generated text of the side-by-side run in progress: steered (`token`) and baseline (`baseline-token`). */
@@ -102,8 +119,8 @@ export class LoupeSteerPanel extends LitElement {
     this.selected = [];
     this.prompt = '';
     this.maxNewTokens = 256;
-    this.maxStrength = 10;
-    this.strength = 4;
+    this.maxStrength = undefined;
+    this.strength = undefined;
   }
 
   /** The features in the plan being edited. */
@@ -112,10 +129,27 @@ export class LoupeSteerPanel extends LitElement {
   }
 
   /** Adds a feature to the plan (ignored when already there or not a feature id). */
-  addFeature(feature: number, mode: 'push' | 'clamp' = 'push', value: number = this.#clampStrength(this.strength)): void {
+  addFeature(feature: number, mode: 'push' | 'clamp' = 'push', value?: number): void {
     if (!isFeatureId(feature) || this.#entries.some((e) => e.feature === feature)) return;
-    this.#entries = [...this.#entries, { feature, mode, value }];
+    const seen = this.#seenMax(feature);
+    const max = this.#maxFor(seen);
+    const start = value ?? this.strength ?? (seen > 0 ? Math.round(seen * 2) / 2 : 4);
+    this.#entries = [...this.#entries, { feature, mode, value: Math.min(max, Math.max(-max, start)), max }];
     this.requestUpdate();
+  }
+
+  /** The feature's largest activation in this session so far (0 if never active). */
+  #seenMax(feature: number): number {
+    const r = this.session?.readouts;
+    if (r === undefined || feature >= r.dSae) return 0;
+    const m = r.stats(feature).max;
+    return Number.isFinite(m) && m > 0 ? m : 0;
+  }
+
+  #maxFor(seen: number): number {
+    const fixed = this.maxStrength;
+    if (fixed !== undefined && Number.isFinite(fixed) && fixed > 0) return fixed;
+    return seen > 0 ? niceCeil(4 * seen) : DEFAULT_MAX_STRENGTH;
   }
 
   /** Removes a feature from the plan. */
@@ -127,7 +161,7 @@ export class LoupeSteerPanel extends LitElement {
   /** Sets a feature's strength (push) or clamp value. */
   setValue(feature: number, value: number): void {
     if (!Number.isFinite(value)) return;
-    this.#entries = this.#entries.map((e) => (e.feature === feature ? { ...e, value: e.mode === 'clamp' ? Math.max(0, this.#clampStrength(value)) : this.#clampStrength(value) } : e));
+    this.#entries = this.#entries.map((e) => (e.feature === feature ? { ...e, value: e.mode === 'clamp' ? Math.max(0, Math.min(e.max, value)) : Math.min(e.max, Math.max(-e.max, value)) } : e));
     this.requestUpdate();
   }
 
@@ -145,11 +179,6 @@ export class LoupeSteerPanel extends LitElement {
     const clamp = this.#entries.filter((e) => e.mode === 'clamp').map((e) => ({ feature: e.feature, value: e.value }));
     const start = this.#start === 'position' ? this.#position : this.#start;
     return { ...(push.length > 0 ? { push } : {}), ...(clamp.length > 0 ? { clamp } : {}), start };
-  }
-
-  #clampStrength(v: number): number {
-    const max = Number.isFinite(this.maxStrength) && this.maxStrength > 0 ? this.maxStrength : 10;
-    return Math.min(max, Math.max(-max, v));
   }
 
   #request(): Omit<RunRequest, 'steering'> {
@@ -238,7 +267,6 @@ export class LoupeSteerPanel extends LitElement {
     const results = catalog !== undefined && this.#query.trim() !== '' ? catalog.search(this.#query.trim(), SEARCH_RESULTS) : [];
     const blocked = this.#blocked();
     const comparing = isComparingSession(this.session);
-    const max = Number.isFinite(this.maxStrength) && this.maxStrength > 0 ? this.maxStrength : 10;
     const active = this.session?.steering;
     return html`<div class="panel" part="panel">
       <h3>Steering</h3>
@@ -282,7 +310,7 @@ export class LoupeSteerPanel extends LitElement {
             ${repeat(
               this.#entries,
               (e) => e.feature,
-              (e) => this.#renderEntry(e, featureName(catalog, e.feature), max),
+              (e) => this.#renderEntry(e, featureName(catalog, e.feature)),
             )}
           </ul>`}
       <fieldset>
@@ -330,7 +358,8 @@ export class LoupeSteerPanel extends LitElement {
     return html`<label><input type="radio" name="start" value=${value} .checked=${this.#start === value} @change=${() => this.setStart(value)} /> ${text}</label>`;
   }
 
-  #renderEntry(e: SteerEntry, name: string, max: number): TemplateResult {
+  #renderEntry(e: SteerEntry, name: string): TemplateResult {
+    const max = e.max;
     const clamp = e.mode === 'clamp';
     return html`<li class="entry" part="entry">
       <span class="name">${name} <span class="muted">#${e.feature}</span></span>
