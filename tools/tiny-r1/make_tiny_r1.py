@@ -95,13 +95,18 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         help="added to the model's and the SAE's training seeds (init, data sample, batch order); 0 "
         "rebuilds the committed artifacts, others measure the seed-to-seed spread",
     )
+    ap.add_argument(
+        "--reuse-model", action="store_true",
+        help="keep OUT/model (tokenizer, trained model, ONNX) from an earlier run and redo the SAE and "
+        "later stages only",
+    )
     args = ap.parse_args(argv)
     onnx_mode = args.onnx or ("auto" if args.smoke else "yes")
     out = os.path.abspath(args.out)
     model_dir = os.path.join(out, "model")
     sae_dir = os.path.join(out, "sae")
     reports = os.path.join(out, "reports")
-    for d in (model_dir, sae_dir):
+    for d in (sae_dir,) if args.reuse_model else (model_dir, sae_dir):
         if os.path.isdir(d):
             shutil.rmtree(d)
     os.makedirs(reports, exist_ok=True)
@@ -112,15 +117,17 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     timings: Dict[str, float] = {}
     t_all = time.time()
 
-    run("tokenizer", [os.path.join(HERE, "tokenizer.py"), "--out", model_dir], timings)
-    run(
+    if not args.reuse_model:
+        run("tokenizer", [os.path.join(HERE, "tokenizer.py"), "--out", model_dir], timings)
+    run_model = (lambda *a: None) if args.reuse_model else run
+    run_model(
         "train_model",
         [os.path.join(HERE, "train_model.py"), "--out", model_dir, "--tokenizer", model_dir,
          "--report", os.path.join(reports, "train_model.json"), *threads, *smoke, *model_seed],
         timings,
     )
     onnx_info: Optional[Dict[str, object]] = None
-    if onnx_mode != "no":
+    if onnx_mode != "no" and not args.reuse_model:
         t0 = time.time()
         try:
             onnx_info = export_onnx(model_dir)
