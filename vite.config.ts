@@ -96,9 +96,10 @@ function libraryConfig(): UserConfig {
         fileName: (_format, name) => `${name}.js`,
       },
       rolldownOptions: {
-        // lit is the runtime dependency; transformers.js and onnxruntime-web are optional peers,
-        // loaded only by LocalModelSource: the app that uses Loupe brings its own copies.
-        external: [/^lit($|\/)/, /^@lit\//, /^@lit-labs\//, /^@huggingface\/transformers/, /^onnxruntime-web/],
+        // lit and DuckDB-WASM are runtime dependencies (DuckDB loaded on the first example query);
+        // transformers.js and onnxruntime-web are optional peers, loaded only by LocalModelSource:
+        // the app that uses Loupe brings its own copies.
+        external: [/^lit($|\/)/, /^@lit\//, /^@lit-labs\//, /^@huggingface\/transformers/, /^onnxruntime-web/, /^@duckdb\//],
       },
     },
   };

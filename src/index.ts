@@ -47,3 +47,14 @@ export {
   type UmapParameters,
   type UmapProgress,
 } from './features/feature-map.js';
+export { loadFeatureCatalog, type FeatureCatalogOptions, type LabelSource } from './features/catalog.js';
+export type { FeatureCatalog, FeatureLabel, FeatureExample, ExampleToken, ExampleQuery } from './features/types.js';
+export { readFeatureLabels, fetchFeatureLabels, sniffLabelFormat, type LabelFormat } from './features/label-file.js';
+export { readAutointerpCsv, readAutointerpCsvStream, readAutointerpSqlite, DEAD_LABEL } from './features/labels.js';
+export { readNeuronpediaExplanations } from './features/neuronpedia.js';
+export { LabelIndex } from './features/search.js';
+export { ExampleDatabase, type ExampleSource, type ExampleFile } from './features/examples.js';
+export { openDuckDb, type DuckDbBundle, type DuckDbEngine, type DuckDbOptions } from './features/duckdb.js';
+export { checkDuckDbFile } from './features/duckdb-file.js';
+export { SqliteDatabase, type SqliteValue, type SqliteTable, type SqliteColumn } from './features/sqlite.js';
+export { parseCsv, CsvParser } from './features/csv.js';

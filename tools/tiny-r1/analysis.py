@@ -72,6 +72,10 @@ def run_stages(
          "--sequences", str(hp["sequences"]), *th],
         timings,
     )
+    # The same tables as a DuckDB file, the form Goodfire ships examples in (DuckDB-WASM reads it).
+    t0 = time.time()
+    subprocess.run(["node", os.path.join(HERE, "write_duckdb.mjs"), examples], check=True, cwd=REPO)
+    timings["examples_duckdb"] = round(time.time() - t0, 1)
     run(
         "experiments",
         [os.path.join(HERE, "experiments.py"), "--model", model_dir, "--sae", sae_dir,

@@ -16,7 +16,8 @@ Stages (each also runs alone; see its own --help):
      feature_map.ts   UMAP of the decoder rows (Node + tsx)   -> OUT/sae/feature_map.json
   5. figures          the recorded numbers                    -> OUT/figures.json
   6. features.py      labels + Goodfire-schema examples       -> OUT/examples/ (tokens/activations/autointerp
-                                                                  .csv, examples.sqlite, features.json, curated.json)
+                                                                  .csv, examples.sqlite, examples.duckdb (write_duckdb.mjs),
+                                                                  features.json, curated.json)
   7. experiments.py   × → ÷ steering, prefix effect, over-steering -> OUT/reports/experiments.json,
                                                                   merged into OUT/figures.json (analysis.py)
 
