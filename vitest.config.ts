@@ -1,7 +1,7 @@
 import { defineConfig } from 'vitest/config';
 
-// Three projects: CPU tests (node), kernel tests on Dawn + lavapipe (gpu), and integration
-// tests in Debian's headless Chromium on SwiftShader (browser). The GPU and browser projects
+// Four projects: CPU tests (node), kernel tests on Dawn + lavapipe (gpu), integration tests in
+// Debian's headless Chromium on SwiftShader (browser), and the demo end to end (e2e). The GPU and browser projects
 // run one file at a time: both drive a software rasteriser on a 2-core machine.
 export default defineConfig({
   test: {
@@ -36,6 +36,18 @@ export default defineConfig({
           fileParallelism: false,
           testTimeout: 300_000,
           hookTimeout: 180_000,
+        },
+      },
+      {
+        // The demo as a user gets it: `npm run demo` and the static build, driven in Chromium.
+        test: {
+          name: 'e2e',
+          include: ['tests/e2e/**/*.test.ts'],
+          environment: 'node',
+          pool: 'forks',
+          fileParallelism: false,
+          testTimeout: 300_000,
+          hookTimeout: 300_000,
         },
       },
     ],
