@@ -12,6 +12,7 @@ import { featureIdsConverter } from './selection.js';
 import { SessionController } from './session-controller.js';
 import { sparklinePoints } from './sparkline.js';
 import { themeStyles } from './theme.js';
+import { listboxKey } from './listbox-keys.js';
 
 export type FeatureListMode = 'recent' | 'overall';
 
@@ -281,37 +282,9 @@ export class LoupeFeatureList extends LitElement {
 
   readonly #onKeyDown = (e: KeyboardEvent): void => {
     const rows = [...this.renderRoot.querySelectorAll<HTMLElement>('[role="option"]')];
-    if (rows.length === 0) return;
-    const current = this.#rowOf(e);
-    const i = current === undefined ? 0 : rows.indexOf(current);
-    let next: number;
-    switch (e.key) {
-      case 'ArrowDown':
-        next = Math.min(rows.length - 1, i + 1);
-        break;
-      case 'ArrowUp':
-        next = Math.max(0, i - 1);
-        break;
-      case 'Home':
-        next = 0;
-        break;
-      case 'End':
-        next = rows.length - 1;
-        break;
-      case 'Enter':
-      case ' ':
-        e.preventDefault();
-        if (current !== undefined) this.#select(Number(current.dataset['f']), isAdditive(e));
-        return;
-      default:
-        return;
-    }
-    e.preventDefault();
-    const target = rows[next];
-    if (target === undefined) return;
-    this.#activeId = Number(target.dataset['f']);
-    for (const r of rows) r.tabIndex = r === target ? 0 : -1;
-    target.focus();
+    const r = listboxKey(e, rows, this.#rowOf(e));
+    if (r?.kind === 'activate') this.#select(Number(r.option.dataset['f']), isAdditive(e));
+    else if (r?.kind === 'moved') this.#activeId = Number(r.option.dataset['f']);
   };
 
   readonly #onFocusIn = (e: FocusEvent): void => {

@@ -11,6 +11,7 @@ import { featureName, formatValue } from './format.js';
 import { featureIdsConverter } from './selection.js';
 import { SessionController } from './session-controller.js';
 import { themeStyles } from './theme.js';
+import { listboxKey } from './listbox-keys.js';
 
 /** Margin inside the canvas, CSS px: a point at (0, 0) is drawn 8 px from the left and bottom edges. */
 export const MAP_PADDING = 8;
@@ -381,36 +382,9 @@ export class LoupeFeatureMap extends LitElement {
 
   readonly #onListKey = (e: KeyboardEvent): void => {
     const options = [...this.renderRoot.querySelectorAll<HTMLElement>('[role="option"]')];
-    const current = this.#optionOf(e);
-    const i = current === undefined ? 0 : options.indexOf(current);
-    let next: number;
-    switch (e.key) {
-      case 'ArrowDown':
-        next = Math.min(options.length - 1, i + 1);
-        break;
-      case 'ArrowUp':
-        next = Math.max(0, i - 1);
-        break;
-      case 'Home':
-        next = 0;
-        break;
-      case 'End':
-        next = options.length - 1;
-        break;
-      case 'Enter':
-      case ' ':
-        e.preventDefault();
-        if (current !== undefined) emit(this, 'loupe-select', { featureId: Number(current.dataset['f']), additive: isAdditive(e) });
-        return;
-      default:
-        return;
-    }
-    e.preventDefault();
-    const target = options[next];
-    if (target === undefined) return;
-    this.#activeOption = Number(target.dataset['f']);
-    for (const o of options) o.tabIndex = o === target ? 0 : -1;
-    target.focus();
+    const r = listboxKey(e, options, this.#optionOf(e));
+    if (r?.kind === 'activate') emit(this, 'loupe-select', { featureId: Number(r.option.dataset['f']), additive: isAdditive(e) });
+    else if (r?.kind === 'moved') this.#activeOption = Number(r.option.dataset['f']);
   };
 }
 

@@ -12,6 +12,7 @@ import type { SteeringPlan } from '../steer/plan.js';
 import type { SourceInfo, SourceRun, SourceToken, TokenSource } from './source.js';
 import { TRACE_MAJOR, TraceReader, encodeTrace, type TraceEnd, type TraceHeader, type TraceItem, type TraceSaeIdentity } from './trace-format.js';
 import type { Readouts, RunRequest } from './types.js';
+import { streamChunks } from '../io/stream-chunks.js';
 
 export type TraceInput = Uint8Array | ArrayBuffer | Blob | ReadableStream<Uint8Array> | Response;
 
@@ -36,20 +37,6 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     }, ms);
     signal.addEventListener('abort', onAbort, { once: true });
   });
-}
-
-async function* chunksOf(stream: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
-  const reader = stream.getReader();
-  try {
-    for (;;) {
-      const r = await reader.read();
-      if (r.done) return;
-      yield r.value;
-    }
-  } finally {
-    reader.releaseLock();
-    await stream.cancel().catch(() => undefined);
-  }
 }
 
 /** Items of a trace read from `chunks`; throws TraceFormatError at the first damage (after the items before it). */
@@ -107,15 +94,15 @@ export class TraceSource implements TokenSource {
     let replayable = true;
     if (input instanceof Uint8Array || input instanceof ArrayBuffer) return TraceSource.fromBytes(input, options);
     if (typeof Blob !== 'undefined' && input instanceof Blob) {
-      open = () => itemsOf(chunksOf(input.stream()));
+      open = () => itemsOf(streamChunks(input.stream()));
     } else if (typeof Response !== 'undefined' && input instanceof Response) {
       const body = input.body;
       if (body === null) throw new TraceFormatError('The trace response has no body.');
-      open = () => itemsOf(chunksOf(body));
+      open = () => itemsOf(streamChunks(body));
       replayable = false;
     } else {
       const stream = input as ReadableStream<Uint8Array>;
-      open = () => itemsOf(chunksOf(stream));
+      open = () => itemsOf(streamChunks(stream));
       replayable = false;
     }
     const items = open();

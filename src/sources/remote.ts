@@ -12,6 +12,7 @@
 import { MalformedFrameError, ProtocolVersionError, RemoteSourceError, StreamDroppedError } from '../errors.js';
 import { ActivationRing } from './activation-ring.js';
 import { FrameParser, type Phase, type StreamHeader, type TokenFrame, type WireDtype } from './frames.js';
+import { streamChunks } from '../io/stream-chunks.js';
 
 export type SteeringStart = number | 'after-prefix' | 'answer';
 
@@ -96,20 +97,6 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
 function abortReason(signal: AbortSignal | undefined): Error {
   const r: unknown = signal?.reason;
   return r instanceof Error ? r : new DOMException('The stream was aborted.', 'AbortError');
-}
-
-async function* chunksOf(body: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
-  const reader = body.getReader();
-  try {
-    for (;;) {
-      const r = await reader.read();
-      if (r.done) return;
-      yield r.value;
-    }
-  } finally {
-    reader.releaseLock();
-    await body.cancel().catch(() => undefined);
-  }
 }
 
 export class RemoteSource {
@@ -218,7 +205,7 @@ export class RemoteSource {
         const res = await this.#post(attempt.signal);
         if (res.body === null) throw new StreamDroppedError('The activation server sent no body.');
         const parser = new FrameParser();
-        for await (const chunk of chunksOf(res.body)) {
+        for await (const chunk of streamChunks(res.body)) {
           arm();
           for (const f of parser.push(chunk)) {
             if (f.kind === 'header') {
