@@ -20,6 +20,7 @@
  */
 import { OnnxGraphError, UnsupportedError } from '../errors.js';
 import { tapAndSteer, type OnnxSite, type TapResult } from '../formats/onnx/tap.js';
+import { cachedFetch } from '../io/cache.js';
 import type { SparseCodes } from '../sae/codes.js';
 import { tokenCodes } from '../sae/codes.js';
 import { f16ToF32, f32ToF16 } from '../sae/dtype.js';
@@ -62,7 +63,7 @@ interface TjsModel {
   dispose?(): Promise<unknown>;
 }
 interface TjsModule {
-  env: { fetch: (input: string | URL, init?: unknown) => Promise<Response>; useBrowserCache: boolean; allowRemoteModels: boolean; allowLocalModels: boolean; localModelPath: string; backends: { onnx: { wasm: { wasmPaths?: unknown } } } };
+  env: { fetch: (input: string | URL, init?: unknown) => Promise<Response>; remoteHost: string; useBrowserCache: boolean; allowRemoteModels: boolean; allowLocalModels: boolean; localModelPath: string; backends: { onnx: { wasm: { wasmPaths?: unknown } } } };
   AutoTokenizer: { from_pretrained(id: string, options?: Record<string, unknown>): Promise<TjsTokenizer> };
   AutoModelForCausalLM: { from_pretrained(id: string, options?: Record<string, unknown>): Promise<TjsModel> };
   InterruptableStoppingCriteria: new () => { interrupt(): void };
@@ -77,11 +78,19 @@ export interface LocalModelSourceOptions {
   readonly device?: 'webgpu' | 'wasm';
   /** transformers.js dtype (file suffix): 'fp32', 'fp16', 'q4f16' (default for the R1 distill). */
   readonly dtype?: string;
+  /** Hub to download from (transformers.js `env.remoteHost`; default https://huggingface.co/): a mirror. */
+  readonly remoteHost?: string;
   /** Serve models from here only (no network): sets env.allowRemoteModels = false. */
   readonly localModelPath?: string;
   /** Where onnxruntime-web's .wasm files are served (offline pages must serve them locally). */
   readonly wasmPaths?: string;
   readonly onProgress?: (p: { file: string; loaded: number; total: number | undefined }) => void;
+  /**
+   * Keep files fetched from another origin (the Hugging Face Hub) in the browser's Cache Storage,
+   * unedited, so a reload does not download the model again (default true). transformers.js'
+   * own browser cache is off while loading: it would store the edited graph.
+   */
+  readonly cache?: boolean;
   /**
    * false (default): the SAE binds onnxruntime's output buffer itself (zero copy) and the model
    * waits for the codes. true: the hook is copied GPU→GPU into a Loupe buffer and encoded while
@@ -163,6 +172,7 @@ export class LocalModelSource {
       tjs.env.localModelPath = options.localModelPath;
     }
     if (options.wasmPaths !== undefined) tjs.env.backends.onnx.wasm.wasmPaths = options.wasmPaths;
+    if (options.remoteHost !== undefined) tjs.env.remoteHost = options.remoteHost;
     const gpu = (globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu;
     const device = options.device ?? (gpu !== undefined ? 'webgpu' : 'wasm');
 
@@ -173,9 +183,13 @@ export class LocalModelSource {
     const browserCache = tjs.env.useBrowserCache;
     tjs.env.useBrowserCache = false;
     const baseFetch = tjs.env.fetch;
+    const cacheRemote = options.cache ?? true;
+    const pageOrigin = (globalThis as { location?: { origin?: string } }).location?.origin;
     tjs.env.fetch = async (input, init) => {
-      const res = await baseFetch(input, init);
       const url = String(input instanceof URL ? input.href : input);
+      // Same-origin files (an embedded model) are the host's to cache; remote ones are kept here.
+      const remote = pageOrigin !== undefined && /^https?:/.test(url) && new URL(url, pageOrigin).origin !== pageOrigin;
+      const res = await cachedFetch(url, (u) => baseFetch(u, init), cacheRemote && remote);
       if (!/\/onnx\/[^/]*\.onnx(\?|$)/.test(url) || !res.ok) return res;
       const bytes = new Uint8Array(await res.arrayBuffer());
       tap = tapAndSteer(bytes, { layer: options.layer, site: options.site ?? 'resid_post' });

@@ -37,6 +37,8 @@ export interface ServerOptions {
   readonly trickle?: { readonly bytes: number; readonly delayMs: number };
   /** Revisions the hub layout answers (default ['main']). */
   readonly revisions?: readonly string[];
+  /** Answer pages of any origin, as the Hub does (CORS, and CORP for cross-origin-isolated pages). */
+  readonly cors?: boolean;
 }
 
 export interface TestServer {
@@ -96,6 +98,18 @@ export async function serveFixtures(mounts: readonly Mount[], options: ServerOpt
     res.on('close', () => {
       if (!log.finished) log.aborted = true;
     });
+    if (options.cors === true) {
+      res.setHeader('access-control-allow-origin', '*');
+      res.setHeader('access-control-allow-headers', '*');
+      res.setHeader('access-control-expose-headers', 'content-length, content-range, etag');
+      res.setHeader('cross-origin-resource-policy', 'cross-origin');
+      if (req.method === 'OPTIONS') {
+        log.status = 204;
+        log.finished = true;
+        res.writeHead(204).end();
+        return;
+      }
+    }
     const found = resolve(path);
     if (found === undefined) {
       log.status = 404;
