@@ -182,10 +182,12 @@ async function load(): Promise<void> {
     if (source === 'tiny-r1' || source === 'r1-distill') {
       setStep(source === 'tiny-r1' ? 'Loading Tiny-R1…' : 'Loading DeepSeek-R1-Distill-Qwen-1.5B…');
       const layerField = Number.parseInt(formValue('layer'), 10);
+      // navigator.gpu may exist with no adapter behind it (blocklisted GPU): then onnxruntime's wasm EP.
+      const device = state.adapter !== null ? 'webgpu' : 'wasm';
       const local = await LocalModelSource.load(
         source === 'tiny-r1'
-          ? { model: TINY_R1.model, localModelPath: new URL(TINY_R1.localModelPath, document.baseURI).pathname, layer: TINY_R1.layer, dtype: 'fp32', wasmPaths: resolve(ORT_WASM_PATH), onProgress: (p) => progress(`model ${p.file}`, p.loaded, p.total) }
-          : { model: R1_DISTILL.model, layer: Number.isFinite(layerField) ? layerField : R1_DISTILL.layer, dtype: R1_DISTILL.dtype, wasmPaths: resolve(ORT_WASM_PATH), onProgress: (p) => progress(`model ${p.file}`, p.loaded, p.total) },
+          ? { model: TINY_R1.model, localModelPath: new URL(TINY_R1.localModelPath, document.baseURI).pathname, layer: TINY_R1.layer, dtype: 'fp32', device, wasmPaths: resolve(ORT_WASM_PATH), onProgress: (p) => progress(`model ${p.file}`, p.loaded, p.total) }
+          : { model: R1_DISTILL.model, layer: Number.isFinite(layerField) ? layerField : R1_DISTILL.layer, dtype: R1_DISTILL.dtype, device, wasmPaths: resolve(ORT_WASM_PATH), onProgress: (p) => progress(`model ${p.file}`, p.loaded, p.total) },
       );
       dispose = () => local.dispose();
       if (preset !== undefined) {
