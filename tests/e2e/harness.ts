@@ -93,12 +93,13 @@ export interface RequestLog {
 }
 
 /**
- * Every request is checked: same origin (or a data:/blob: URL the page made itself) continues,
- * anything else is recorded and aborted — a local-mode page must never need it.
+ * Every request is checked: same origin (or a data:/blob: URL the page made itself, or an origin
+ * in `alsoAllowed`, e.g. a remote endpoint under test) continues, anything else is recorded and
+ * aborted — a local-mode page must never need it.
  */
-export async function guardOrigin(page: Page, origin: string): Promise<RequestLog> {
+export async function guardOrigin(page: Page, origin: string, alsoAllowed: readonly string[] = []): Promise<RequestLog> {
   const log: RequestLog = { all: [], foreign: [] };
-  const allowed = (u: string): boolean => u.startsWith('data:') || u.startsWith('blob:') || new URL(u).origin === origin;
+  const allowed = (u: string): boolean => u.startsWith('data:') || u.startsWith('blob:') || new URL(u).origin === origin || alsoAllowed.includes(new URL(u).origin);
   await page.context().route('**/*', async (route) => {
     const u = route.request().url();
     log.all.push(u);
