@@ -462,7 +462,9 @@ function idsOf(out: unknown): number[] {
   return data === undefined ? [] : Array.from(data, (x) => Number(x));
 }
 
+/** Token t's codes as a one-token SparseCodes; a non-finite token stays flagged (as token 0). */
 function sliceCodes(codes: SparseCodes, t: number): SparseCodes {
   const { indices, values } = tokenCodes(codes, t);
-  return { tokens: 1, offsets: Uint32Array.from([0, indices.length]), indices: Uint32Array.from(indices), values: Float32Array.from(values), nonFiniteTokens: new Uint32Array(0) };
+  const nonFiniteTokens = codes.nonFiniteTokens.includes(t) ? Uint32Array.of(0) : new Uint32Array(0);
+  return { tokens: 1, offsets: Uint32Array.from([0, indices.length]), indices: Uint32Array.from(indices), values: Float32Array.from(values), nonFiniteTokens };
 }
