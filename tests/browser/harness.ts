@@ -51,7 +51,7 @@ export interface ViteHandle {
  * Starts Vite on 127.0.0.1 at a free port. `configFile` (the repo's vite.config.ts) serves the demo
  * exactly as `npm run demo` does; without it the root is the repository (test pages, fixtures).
  */
-export async function startVite(options: { configFile?: string } = {}): Promise<ViteHandle> {
+export async function startVite(options: { configFile?: string; optimizeDeps?: readonly string[] } = {}): Promise<ViteHandle> {
   const server: InlineConfig['server'] = { host: '127.0.0.1', port: 0, strictPort: false, hmr: false };
   const config: InlineConfig =
     options.configFile !== undefined
@@ -61,7 +61,8 @@ export async function startVite(options: { configFile?: string } = {}): Promise<
           root: repoRoot,
           publicDir: false,
           logLevel: 'warn',
-          optimizeDeps: { noDiscovery: true, include: [] },
+          // CommonJS packages a test page imports (React) must be pre-bundled to ESM; nothing else is.
+          optimizeDeps: { noDiscovery: true, include: [...(options.optimizeDeps ?? [])] },
           server: { ...server, headers: isolationHeaders, fs: { allow: [repoRoot], strict: true } },
         };
   const vite = await createServer(config);
