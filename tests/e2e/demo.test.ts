@@ -18,7 +18,7 @@ import type { AppState, AppToken } from '../../demo/app-state.js';
 import { readSafetensors } from '../../src/formats/safetensors.js';
 import { launchChromium, probeWebGpu, repoRoot, requireGpu, shutdown, type BrowserHandle } from '../browser/harness.js';
 import { referenceSteeredGreedy } from '../helpers/python-server.js';
-import { artifactPath, buildAndPreview, guardOrigin, type RequestLog, type StaticDemo } from './harness.js';
+import { artifactPath, buildAndPreview, expectCodesLikeGolden, guardOrigin, type RequestLog, type StaticDemo, type TinyR1Golden } from './harness.js';
 
 const TINY = join(repoRoot, 'demo/public/models/tiny-r1');
 /** The model folder as the reference server's Python sees it (cwd server/python). */
@@ -26,13 +26,7 @@ const TINY_MODEL_FROM_SERVER = '../../demo/public/models/tiny-r1/model';
 const EOS = 534;
 const LAYER = 2;
 
-interface Golden {
-  prompt: string;
-  prompt_ids: number[];
-  ids: number[];
-  codes: Array<{ indices: number[]; values: number[] }>;
-}
-const golden = JSON.parse(readFileSync(join(TINY, 'golden.json'), 'utf8')) as Golden;
+const golden = JSON.parse(readFileSync(join(TINY, 'golden.json'), 'utf8')) as TinyR1Golden;
 
 let demo: StaticDemo | undefined;
 let chrome: BrowserHandle | undefined;
@@ -155,18 +149,7 @@ describe('the built demo on its default source, Tiny-R1 embedded, with no networ
     expect(s.readouts.slice(0, golden.prompt_ids.length).every((t) => t.phase === 'prompt')).toBe(true);
     expect(s.readouts.at(-1)?.phase).toBe('answer');
     // Codes: the WebGPU SAE reading onnxruntime's buffer vs PyTorch's SAE on PyTorch's activations.
-    golden.codes.forEach((want, p) => {
-      const got = s.readouts[p];
-      if (got === undefined) throw new Error(`position ${p} is missing`);
-      const cut = Math.min(...want.values);
-      got.indices.forEach((f, j) => {
-        const v = got.values[j] ?? NaN;
-        const r = want.indices.indexOf(f);
-        // a different member of the top-k set only where values tie at the cut (f32 vs f32 noise)
-        if (r < 0) expect(Math.abs(v - cut), `feature ${f} at position ${p}`).toBeLessThan(1e-2 * Math.max(1, cut));
-        else expect(Math.abs(v - (want.values[r] ?? NaN)), `feature ${f} at position ${p}`).toBeLessThan(2e-3 * Math.max(1, Math.abs(v)));
-      });
-    });
+    expectCodesLikeGolden(s.readouts, golden, 2e-3);
     await page().screenshot({ path: artifactPath('3-done.png'), fullPage: true });
   });
 

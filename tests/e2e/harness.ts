@@ -10,6 +10,8 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page, Request } from 'playwright-core';
 import { build, preview, type PreviewServer } from 'vite';
+import { expect } from 'vitest';
+import type { AppToken } from '../../demo/app-state.js';
 import { freePort } from '../helpers/python-server.js';
 import { repoRoot, withTimeout } from '../browser/harness.js';
 
@@ -115,4 +117,31 @@ export async function guardOrigin(page: Page, origin: string, alsoAllowed: reado
     if (!allowed(u) && !log.foreign.includes(u)) log.foreign.push(u);
   });
   return log;
+}
+
+/** Tiny-R1's PyTorch golden run (tools/tiny-r1/golden.py): prompt, greedy ids, SAE codes per position. */
+export interface TinyR1Golden {
+  readonly prompt: string;
+  readonly prompt_ids: number[];
+  readonly ids: number[];
+  readonly codes: Array<{ indices: number[]; values: number[] }>;
+}
+
+/**
+ * The page's codes vs PyTorch's, position by position: a shared feature's value within `rel`
+ * (relative, floor 1); a feature PyTorch did not keep only where its value ties PyTorch's k-th
+ * value within 1 % (summation order decides such near-ties).
+ */
+export function expectCodesLikeGolden(readouts: readonly AppToken[], golden: TinyR1Golden, rel: number): void {
+  golden.codes.forEach((want, p) => {
+    const got = readouts[p];
+    if (got === undefined) throw new Error(`position ${p} is missing`);
+    const cut = Math.min(...want.values);
+    got.indices.forEach((f, j) => {
+      const v = got.values[j] ?? NaN;
+      const r = want.indices.indexOf(f);
+      if (r < 0) expect(Math.abs(v - cut), `feature ${f} at position ${p}`).toBeLessThan(1e-2 * Math.max(1, cut));
+      else expect(Math.abs(v - (want.values[r] ?? NaN)), `feature ${f} at position ${p}`).toBeLessThan(rel * Math.max(1, Math.abs(v)));
+    });
+  });
 }

@@ -10,14 +10,9 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { AppState } from '../../demo/app-state.js';
 import { CHROMIUM, CHROMIUM_ARGS, repoRoot } from '../browser/harness.js';
-import { artifactPath, buildAndPreview, guardOrigin, type StaticDemo } from './harness.js';
+import { artifactPath, buildAndPreview, expectCodesLikeGolden, guardOrigin, type StaticDemo, type TinyR1Golden } from './harness.js';
 
-const golden = JSON.parse(readFileSync(join(repoRoot, 'demo/public/models/tiny-r1/golden.json'), 'utf8')) as {
-  prompt: string;
-  prompt_ids: number[];
-  ids: number[];
-  codes: Array<{ indices: number[]; values: number[] }>;
-};
+const golden = JSON.parse(readFileSync(join(repoRoot, 'demo/public/models/tiny-r1/golden.json'), 'utf8')) as TinyR1Golden;
 
 let demo: StaticDemo | undefined;
 let browser: Browser | undefined;
@@ -63,17 +58,7 @@ test('without WebGPU: a visible notice, the CPU SAE, wasm inference, and the sam
   const s = await state(page);
   expect(s.error).toBeNull();
   expect(s.readouts.map((t) => t.tokenId).slice(0, golden.ids.length)).toEqual(golden.ids);
-  golden.codes.forEach((want, p) => {
-    const got = s.readouts[p];
-    if (got === undefined) throw new Error(`position ${p} is missing`);
-    const cut = Math.min(...want.values);
-    got.indices.forEach((f, j) => {
-      const v = got.values[j] ?? NaN;
-      const r = want.indices.indexOf(f);
-      if (r < 0) expect(Math.abs(v - cut), `feature ${f} at position ${p}`).toBeLessThan(1e-2 * Math.max(1, cut));
-      else expect(Math.abs(v - (want.values[r] ?? NaN)), `feature ${f} at position ${p}`).toBeLessThan(2e-3 * Math.max(1, Math.abs(v)));
-    });
-  });
+  expectCodesLikeGolden(s.readouts, golden, 2e-3);
   expect(requests.foreign).toEqual([]);
   await page.screenshot({ path: artifactPath('8-no-webgpu.png'), fullPage: true });
 });

@@ -12,14 +12,10 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { AppState } from '../../demo/app-state.js';
 import { launchChromium, probeWebGpu, repoRoot, requireGpu, shutdown, type BrowserHandle } from '../browser/harness.js';
 import { startServer, type RunningServer } from '../helpers/python-server.js';
-import { artifactPath, buildAndPreview, guardOrigin, type StaticDemo } from './harness.js';
+import { artifactPath, buildAndPreview, guardOrigin, type StaticDemo, type TinyR1Golden } from './harness.js';
 
 const TOKEN = 'e2e-remote-token';
-const golden = JSON.parse(readFileSync(join(repoRoot, 'demo/public/models/tiny-r1/golden.json'), 'utf8')) as {
-  prompt: string;
-  ids: number[];
-  codes: Array<{ indices: number[]; values: number[] }>;
-};
+const golden = JSON.parse(readFileSync(join(repoRoot, 'demo/public/models/tiny-r1/golden.json'), 'utf8')) as TinyR1Golden;
 
 let demo: StaticDemo | undefined;
 let chrome: BrowserHandle | undefined;
