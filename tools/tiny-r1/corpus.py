@@ -195,20 +195,7 @@ def _plural(n: int, item: Tuple[str, str]) -> str:
 
 def _gen_arith(rng: random.Random) -> Problem:
     n_ops = rng.choices((1, 2, 3), weights=(0.15, 0.5, 0.35))[0]
-    while True:
-        op = rng.choice(OPS)
-        if op == TIMES:
-            a, b = rng.randint(2, SMALL), rng.randint(2, SMALL)
-        elif op == DIVIDE:
-            b, q = rng.randint(2, SMALL), rng.randint(1, SMALL)
-            a = b * q
-        elif op == "+":
-            a, b = rng.randint(1, 30), rng.randint(1, SMALL)
-        else:
-            b = rng.randint(1, SMALL)
-            a = rng.randint(b, 30)
-        if valid_step(a, op, b):
-            break
+    a, op, b = _random_single(rng, 30)
     steps = [(op, b)]
     value = apply(a, op, b)
     while len(steps) < n_ops:
@@ -294,7 +281,8 @@ def _gen_boxes(rng: random.Random) -> Problem:
     return Problem("boxes", key, question, str(answer), (item, tuple(counts), tuple(events), target))
 
 
-def _random_single(rng: random.Random) -> Tuple[int, str, int]:
+def _random_single(rng: random.Random, a_max: int = 60) -> Tuple[int, str, int]:
+    """One valid step ``a op b``; sums and differences start from at most ``a_max``."""
     while True:
         op = rng.choice(OPS)
         if op == TIMES:
@@ -303,10 +291,10 @@ def _random_single(rng: random.Random) -> Tuple[int, str, int]:
             b, q = rng.randint(2, SMALL), rng.randint(1, SMALL)
             a = b * q
         elif op == "+":
-            a, b = rng.randint(1, 60), rng.randint(1, SMALL)
+            a, b = rng.randint(1, a_max), rng.randint(1, SMALL)
         else:
             b = rng.randint(1, SMALL)
-            a = rng.randint(b, 60)
+            a = rng.randint(b, a_max)
         if valid_step(a, op, b):
             return a, op, b
 
