@@ -15,9 +15,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { createServer } from 'vite';
-import { isolationHeaders } from '../vite.config.js';
-import { launchChromium, repoRoot, shutdown, withTimeout, type ViteHandle } from '../tests/browser/harness.js';
+import { launchChromium, shutdown, startVite, withTimeout } from '../tests/browser/harness.js';
 import type { RenderKind, RenderRun } from './pages/render.js';
 
 const TOKENS = 5000;
@@ -33,27 +31,6 @@ const NAMES: Record<RenderKind, string> = {
   naive: 'naive stream (every token in the DOM) + `<loupe-feature-list>`',
   session: '`<loupe-session>` (stream, list, card, map, steer panel)',
 };
-
-/** The harness's server, but with Lit's production build. */
-async function startProductionVite(): Promise<ViteHandle> {
-  const server = await createServer({
-    configFile: false,
-    root: repoRoot,
-    publicDir: false,
-    logLevel: 'warn',
-    mode: 'production',
-    resolve: { conditions: ['module', 'browser', 'production'] },
-    optimizeDeps: { noDiscovery: true, include: [] },
-    server: { host: '127.0.0.1', port: 0, strictPort: false, hmr: false, headers: isolationHeaders, fs: { allow: [repoRoot], strict: true } },
-  });
-  await withTimeout(server.listen(), 30_000, 'Vite dev server start');
-  const url = server.resolvedUrls?.local[0];
-  if (url === undefined) {
-    await server.close();
-    throw new Error('Vite started but reported no local URL.');
-  }
-  return { server, url };
-}
 
 function quantile(sorted: readonly number[], q: number): number {
   if (sorted.length === 0) return NaN;
@@ -76,7 +53,7 @@ function cell(runs: readonly RenderRun[], at: number): Cell {
 
 const fmt = (v: number): string => (v < 10 ? v.toFixed(2) : v.toFixed(1));
 
-const vite = await startProductionVite();
+const vite = await startVite({ production: true });
 const chrome = await launchChromium();
 const load0 = loadavg();
 const started = Date.now();

@@ -5,12 +5,11 @@
  * ties by sequence_id then token_idx, context |token_idx − hit| ≤ window). No WebGPU needed.
  */
 import { readFileSync } from 'node:fs';
-import { createServer, type Plugin } from 'vite';
+import type { Plugin } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCsv } from '../../src/features/csv.js';
 import type { FeatureExample } from '../../src/features/types.js';
-import { isolationHeaders } from '../../vite.config.js';
-import { launchChromium, PAGE_TIMEOUT_MS, repoRoot, shutdown, withTimeout, type BrowserHandle, type ViteHandle } from './harness.js';
+import { launchChromium, PAGE_TIMEOUT_MS, shutdown, startVite, withTimeout, type BrowserHandle, type ViteHandle } from './harness.js';
 import type { CatalogPageResult } from './page/catalog.js';
 
 const TINY = 'demo/public/models/tiny-r1/examples';
@@ -50,23 +49,8 @@ async function startLoggedVite(): Promise<ViteHandle> {
       });
     },
   };
-  const server = await createServer({
-    configFile: false,
-    root: repoRoot,
-    publicDir: false,
-    // 'error': DuckDB's worker script ships source maps that point outside its package (warnings).
-    logLevel: 'error',
-    plugins: [log],
-    optimizeDeps: { noDiscovery: true, include: [] },
-    server: { host: '127.0.0.1', port: 0, strictPort: false, hmr: false, headers: isolationHeaders, fs: { allow: [repoRoot], strict: true } },
-  });
-  await withTimeout(server.listen(), 30_000, 'Vite dev server start');
-  const url = server.resolvedUrls?.local[0];
-  if (url === undefined) {
-    await server.close();
-    throw new Error('Vite started but reported no local URL.');
-  }
-  return { server, url };
+  // 'error': DuckDB's worker script ships source maps that point outside its package (warnings).
+  return startVite({ plugins: [log], logLevel: 'error' });
 }
 
 beforeAll(async () => {

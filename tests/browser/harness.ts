@@ -6,7 +6,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type ConsoleMessage, type Page } from 'playwright-core';
-import { createServer, type InlineConfig, type ViteDevServer } from 'vite';
+import { createServer, type InlineConfig, type Plugin, type ViteDevServer } from 'vite';
 import { isolationHeaders } from '../../vite.config.js';
 import type { GpuProbe } from './page/protocol.js';
 
@@ -51,7 +51,19 @@ export interface ViteHandle {
  * Starts Vite on 127.0.0.1 at a free port. `configFile` (the repo's vite.config.ts) serves the demo
  * exactly as `npm run demo` does; without it the root is the repository (test pages, fixtures).
  */
-export async function startVite(options: { configFile?: string; optimizeDeps?: readonly string[] } = {}): Promise<ViteHandle> {
+export interface StartViteOptions {
+  /** The repo's vite.config.ts: serve the demo exactly as `npm run demo` does. */
+  readonly configFile?: string;
+  /** CommonJS packages a test page imports (React) that must be pre-bundled to ESM. */
+  readonly optimizeDeps?: readonly string[];
+  /** Lit's and other packages' production builds (benchmarks measure what users run). */
+  readonly production?: boolean;
+  /** Extra plugins, e.g. a request log. */
+  readonly plugins?: readonly Plugin[];
+  readonly logLevel?: InlineConfig['logLevel'];
+}
+
+export async function startVite(options: StartViteOptions = {}): Promise<ViteHandle> {
   const server: InlineConfig['server'] = { host: '127.0.0.1', port: 0, strictPort: false, hmr: false };
   const config: InlineConfig =
     options.configFile !== undefined
@@ -60,7 +72,9 @@ export async function startVite(options: { configFile?: string; optimizeDeps?: r
           configFile: false,
           root: repoRoot,
           publicDir: false,
-          logLevel: 'warn',
+          logLevel: options.logLevel ?? 'warn',
+          plugins: [...(options.plugins ?? [])],
+          ...(options.production === true ? { mode: 'production', resolve: { conditions: ['module', 'browser', 'production'] } } : {}),
           // CommonJS packages a test page imports (React) must be pre-bundled to ESM; nothing else is.
           optimizeDeps: { noDiscovery: true, include: [...(options.optimizeDeps ?? [])] },
           server: { ...server, headers: isolationHeaders, fs: { allow: [repoRoot], strict: true } },
