@@ -102,7 +102,11 @@ export function referenceHiddenStates(ids: readonly number[], layer: number): nu
 export function referenceSteeredGreedy(
   promptIds: readonly number[],
   layer: number,
-  vector: readonly number[] | undefined,
+  /**
+   * What to add: a model-space vector, or SAE feature pushes v = Σ strength · W_dec[f] built in
+   * PyTorch from the SAE's safetensors file (independent of Loupe's readers), or nothing.
+   */
+  vector: readonly number[] | { readonly sae: string; readonly pushes: ReadonlyArray<{ readonly feature: number; readonly strength: number }> } | undefined,
   start: number,
   steps: number,
   /** Model folder relative to server/python/ (default the tiny test model); greedy stops after its EOS. */
@@ -115,7 +119,13 @@ export function referenceSteeredGreedy(
     `model = Qwen2ForCausalLM.from_pretrained(${JSON.stringify(model)})`,
     'model.eval()',
     'req = json.load(sys.stdin)',
-    'v = None if req["vector"] is None else torch.tensor(req["vector"], dtype=torch.float32)',
+    'from loupe_server.safetensors_io import load_file',
+    'v = req["vector"]',
+    'if isinstance(v, dict):',
+    '    W_dec = load_file(v["sae"])["W_dec"].to(torch.float32)',
+    '    v = sum((p["strength"] * W_dec[p["feature"]] for p in v["pushes"]), torch.zeros(W_dec.shape[1]))',
+    'elif v is not None:',
+    '    v = torch.tensor(v, dtype=torch.float32)',
     'captured = {}',
     'def hook(mod, inp, out):',
     '    h = out[0] if isinstance(out, tuple) else out',

@@ -7,7 +7,6 @@
  * from the position asked; cancel stops the server's generation within a token or two.
  * Needs Debian's python3-torch (CI fails without it).
  */
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
@@ -18,7 +17,7 @@ import type { SaeWeights } from '../../src/sae/weights.js';
 import { remoteTokenSource } from '../../src/session/remote.js';
 import { Session } from '../../src/session/session.js';
 import type { TokenReadout } from '../../src/session/types.js';
-import { PYTHON, SERVER_DIR, hasTorch, startServer, type RunningServer } from '../helpers/python-server.js';
+import { hasTorch, referenceSteeredGreedy, startServer, type RunningServer } from '../helpers/python-server.js';
 
 const HAVE_TORCH = hasTorch();
 if (!HAVE_TORCH && process.env['CI'] === 'true') throw new Error('CI requires Debian python3-torch: run tools/ci/install-system-deps.sh');
@@ -47,43 +46,11 @@ function tinySaeWeights(): SaeWeights {
 
 /**
  * PyTorch, independent of the server's generation loop: greedy decoding with full forwards (no
- * cache) until EOS or `steps`, a hook on layers[layer] adding v = Σ strength · W_dec[f] (read from
- * the SAE file) at positions ≥ start; returns the ids and every position's block output.
+ * cache) until EOS or `steps`, a hook on layers[layer] adding v = Σ strength · W_dec[f] (built in
+ * PyTorch from the SAE file) at positions ≥ start; returns the ids and every position's block output.
  */
 function referenceRun(promptIds: readonly number[], pushes: ReadonlyArray<{ feature: number; strength: number }>, start: number, steps: number): { ids: number[]; hidden: number[][] } {
-  const script = [
-    'import json, sys, torch',
-    'from loupe_server.models.qwen2 import Qwen2ForCausalLM',
-    'from loupe_server.safetensors_io import load_file',
-    'req = json.load(sys.stdin)',
-    'model = Qwen2ForCausalLM.from_pretrained(req["model"])',
-    'model.eval()',
-    'W_dec = load_file(req["sae"])["W_dec"].to(torch.float32)',
-    'v = torch.zeros(W_dec.shape[1])',
-    'for p in req["pushes"]:',
-    '    v = v + p["strength"] * W_dec[p["feature"]]',
-    'captured = {}',
-    'def hook(mod, inp, out):',
-    '    h = out[0] if isinstance(out, tuple) else out',
-    '    pos = torch.arange(h.shape[1])',
-    '    h = h + (pos >= req["start"]).to(h.dtype)[None, :, None] * v',
-    '    captured["h"] = h',
-    '    return (h,) + tuple(out[1:]) if isinstance(out, tuple) else h',
-    'model.model.layers[req["layer"]].register_forward_hook(hook)',
-    'ids = list(req["prompt"])',
-    'with torch.no_grad():',
-    '    for _ in range(req["steps"]):',
-    '        logits, _ = model(torch.tensor([ids]))',
-    '        ids.append(int(logits[0, -1].argmax()))',
-    '        if ids[-1] == req["eos"]:',
-    '            break',
-    '    model(torch.tensor([ids]))',
-    'json.dump({"ids": ids, "hidden": captured["h"][0].tolist()}, sys.stdout)',
-  ].join('\n');
-  const input = JSON.stringify({ model: `${ROOT}model`, sae: `${ROOT}sae/sae_weights.safetensors`, prompt: promptIds, layer: golden.layer, pushes, start, steps, eos: EOS });
-  const r = spawnSync(PYTHON, ['-c', script], { cwd: SERVER_DIR, input, encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
-  if (r.status !== 0) throw new Error(`reference run failed: ${r.stderr}`);
-  return JSON.parse(r.stdout) as { ids: number[]; hidden: number[][] };
+  return referenceSteeredGreedy(promptIds, golden.layer, { sae: `${ROOT}sae/sae_weights.safetensors`, pushes }, start, steps, `${ROOT}model`, EOS);
 }
 
 /**
