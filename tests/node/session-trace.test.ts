@@ -134,7 +134,8 @@ const headerArb = (dSae: number): fc.Arbitrary<TraceHeader> =>
     sae: fc.record({ name: fc.string(), k: fc.integer({ min: 1, max: dSae }) }, { requiredKeys: [] }),
     messages: fc.array(fc.record({ role: fc.constantFrom('system' as const, 'user' as const, 'assistant' as const), content: fc.string() }), { maxLength: 3 }),
     steering: fc.option(
-      fc.record({ push: fc.array(fc.record({ feature: fc.integer({ min: 0, max: dSae - 1 }), strength: fc.double({ noNaN: true, noDefaultInfinity: true }) }), { maxLength: 3 }), start: fc.oneof(fc.nat(), fc.constantFrom('after-prefix' as const, 'answer' as const)) }, { requiredKeys: [] }),
+      // The header is JSON, which has no −0 (JSON.stringify(-0) is "0"); a push of −0 is a push of 0.
+      fc.record({ push: fc.array(fc.record({ feature: fc.integer({ min: 0, max: dSae - 1 }), strength: fc.double({ noNaN: true, noDefaultInfinity: true, noNegativeZero: true }) }), { maxLength: 3 }), start: fc.oneof(fc.nat(), fc.constantFrom('after-prefix' as const, 'answer' as const)) }, { requiredKeys: [] }),
       { nil: null },
     ),
   });
